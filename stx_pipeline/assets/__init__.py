@@ -1,0 +1,1 @@
+"""Assets: wiring of the API client, storage and dashboard into Dagster."""

@@ -1,0 +1,74 @@
+"""Dagster resources: the Hiro API client configuration and the DuckDB writer connection."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from stx_pipeline.hiro import HiroClient
+from stx_pipeline.hiro.client import Logger
+from stx_pipeline.settings import Settings
+
+
+class HiroApiResource(dg.ConfigurableResource):
+    """Where and how fast to call the Hiro API. The key comes from an EnvVar and is never shown."""
+
+    base_url: str = Field(default="https://api.hiro.so", description="STX_API_URL")
+    api_key: str | None = Field(default=None, description="HIRO_API_KEY, sent as x-api-key")
+    requests_per_minute: float | None = Field(
+        default=None, description="Request budget; default 40/min without a key, 400/min with one"
+    )
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    max_attempts: int = Field(default=8, description="Attempts per request on transient failures")
+    page_workers: int = Field(default=4, description="Pages of one day fetched concurrently (within budget)")
+
+    def client(self, logger: Logger | None = None) -> HiroClient:
+        return HiroClient(
+            self.base_url,
+            api_key=self.api_key or None,
+            requests_per_minute=self.requests_per_minute,
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            max_attempts=self.max_attempts,
+            logger=logger,
+            pool_size=max(4, self.page_workers * 2),
+        )
+
+
+@contextmanager
+def write_connection(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived read-write connection that is closed even when the write fails.
+
+    DuckDBResource retries the file lock on open but does not close in a `finally`; closing twice is
+    harmless, so close here as well.
+    """
+    if resource.database != ":memory:":
+        Path(resource.database).parent.mkdir(parents=True, exist_ok=True)
+    with resource.get_connection() as conn:
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+def resources_from_env(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The resources of the code location, configured from the environment."""
+    # EnvVar keeps the key out of the UI's config view and run records; only set when present,
+    # since an EnvVar whose variable is unset fails the load.
+    api_key = dg.EnvVar("HIRO_API_KEY") if os.environ.get("HIRO_API_KEY") else None
+    return {
+        "hiro": HiroApiResource(
+            base_url=settings.api_url,
+            api_key=api_key,
+            requests_per_minute=settings.requests_per_minute,
+        ),
+        "duckdb": DuckDBResource(database=settings.duckdb_path),
+    }

@@ -1,0 +1,87 @@
+"""Configuration from the environment: one place that reads and validates every STX_* variable.
+
+No Dagster import here: the CLI's fast commands (status) read settings too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+
+STACKS_MAINNET_START = dt.date(2021, 1, 14)
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value that cannot be used."""
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _int_env(name: str, default: int, minimum: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _float_env(name: str, default: float, minimum: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _date_env(name: str, default: dt.date) -> dt.date:
+    raw = _env(name, default.isoformat())
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a date in YYYY-MM-DD form") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_url: str
+    requests_per_minute: float | None  # None: the client's default for keyed / keyless use
+    duckdb_path: str
+    start_date: dt.date
+    target_days: int
+    public_dir: str
+    topup_delay_hours: float
+    days_per_run: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        start = _date_env("STX_START_DATE", STACKS_MAINNET_START)
+        if start < STACKS_MAINNET_START:
+            raise SettingsError(
+                f"STX_START_DATE={start} is before Stacks 2.0 mainnet ({STACKS_MAINNET_START}): no data"
+            )
+        if start >= dt.datetime.now(dt.UTC).date():
+            raise SettingsError(f"STX_START_DATE={start} is not in the past: there would be no complete day")
+        api_url = _env("STX_API_URL", "https://api.hiro.so").rstrip("/")
+        if not api_url.startswith(("http://", "https://")):
+            raise SettingsError(f"STX_API_URL={api_url!r} must start with http:// or https://")
+        rpm_raw = os.environ.get("STX_REQUESTS_PER_MINUTE", "").strip()
+        return cls(
+            api_url=api_url,
+            requests_per_minute=_float_env("STX_REQUESTS_PER_MINUTE", 0, 0.1) if rpm_raw else None,
+            duckdb_path=_env("STX_DUCKDB_PATH", "data/wallet_metrics.duckdb"),
+            start_date=start,
+            target_days=_int_env("STX_TARGET_DAYS", 180, 1),
+            public_dir=_env("STX_PUBLIC_DIR", "public/wallet"),
+            topup_delay_hours=_float_env("STX_TOPUP_DELAY_HOURS", 2.0, 0.0),
+            days_per_run=_int_env("STX_DAYS_PER_RUN", 5, 1),
+        )

@@ -1,0 +1,31 @@
+"""DuckDB storage of the transaction history: schema, atomic day writes, read-only access with lock retry."""
+
+from stx_pipeline.storage.duckdb_store import (
+    StorageError,
+    connect_read_only,
+    day_content_hash,
+    day_counts,
+    duplicate_tx_ids,
+    ensure_schema,
+    is_lock_error,
+    replace_day,
+    stored_days,
+    table_exists,
+)
+from stx_pipeline.storage.schema import COLUMN_NAMES, CREATE_TABLE_SQL, TABLE
+
+__all__ = [
+    "COLUMN_NAMES",
+    "CREATE_TABLE_SQL",
+    "TABLE",
+    "StorageError",
+    "connect_read_only",
+    "day_content_hash",
+    "day_counts",
+    "duplicate_tx_ids",
+    "ensure_schema",
+    "is_lock_error",
+    "replace_day",
+    "stored_days",
+    "table_exists",
+]

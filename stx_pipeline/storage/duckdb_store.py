@@ -1,0 +1,158 @@
+"""DuckDB SQL of the transaction history: atomic day replacement, read-only access, content checks.
+
+Functions take an open connection, except `connect_read_only` which is the one place readers open the
+file. Writers get their connection from dagster-duckdb's DuckDBResource (see stx_pipeline.resources).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import tenacity
+
+from stx_pipeline.storage.schema import COLUMN_NAMES, CONTENT_COLUMNS, CREATE_TABLE_SQL, TABLE
+
+# A reader waits this long at most for a writer's short window to end before giving up.
+READ_LOCK_TIMEOUT_S = float(os.environ.get("STX_DUCKDB_LOCK_TIMEOUT_S", "120"))
+
+
+class StorageError(Exception):
+    """The database file cannot be used; the message says why and what to do."""
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(CREATE_TABLE_SQL)
+
+
+def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    return start, start + dt.timedelta(days=1)
+
+
+def replace_day(conn: duckdb.DuckDBPyConnection, day: dt.date, rows: Any) -> int:
+    """Replace one UTC day (half-open on burn_block_time) with `rows` in ONE transaction.
+
+    `rows` is an Arrow table (or anything DuckDB scans) with the schema's columns in order. A tx_id
+    already stored under another day is moved: after a reorganisation the newest listing is the truth,
+    and tx_id stays unique. On any error the transaction is rolled back and the day keeps its old rows.
+    """
+    start, end = _day_bounds(day)
+    columns = ", ".join(COLUMN_NAMES)
+    conn.register("incoming_day", rows)
+    try:
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            ensure_schema(conn)
+            conn.execute(
+                f"DELETE FROM {TABLE} WHERE burn_block_time >= ? AND burn_block_time < ?", [start, end]
+            )
+            conn.execute(f"DELETE FROM {TABLE} WHERE tx_id IN (SELECT tx_id FROM incoming_day)")
+            conn.execute(f"INSERT INTO {TABLE} ({columns}) SELECT {columns} FROM incoming_day")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.unregister("incoming_day")
+    return len(rows)
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [TABLE]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def day_counts(conn: duckdb.DuckDBPyConnection, days: Iterable[dt.date]) -> dict[dt.date, int]:
+    """Rows stored per day (0 for a day with none)."""
+    wanted = sorted(set(days))
+    counts = dict.fromkeys(wanted, 0)
+    if not wanted or not table_exists(conn):
+        return counts
+    rows = conn.execute(
+        f"SELECT partition_date, count(*) FROM {TABLE} WHERE partition_date >= ? AND partition_date <= ? "
+        "GROUP BY 1",
+        [wanted[0], wanted[-1]],
+    ).fetchall()
+    for day, count in rows:
+        if day in counts:
+            counts[day] = count
+    return counts
+
+
+def duplicate_tx_ids(conn: duckdb.DuckDBPyConnection) -> int:
+    """How many tx_ids are stored more than once (0 when the table is sound)."""
+    if not table_exists(conn):
+        return 0
+    row = conn.execute(
+        f"SELECT count(*) FROM (SELECT tx_id FROM {TABLE} GROUP BY tx_id HAVING count(*) > 1)"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def day_content_hash(conn: duckdb.DuckDBPyConnection, day: dt.date) -> str:
+    """A hash of every chain column of the day's rows (not `ingested_at`), independent of row order."""
+    fields = ", ".join(f"coalesce(CAST({c} AS VARCHAR), '<null>')" for c in CONTENT_COLUMNS)
+    row = conn.execute(
+        f"SELECT md5(coalesce(string_agg(concat_ws('|', {fields}), chr(10) ORDER BY tx_id), '')) "
+        f"FROM {TABLE} WHERE partition_date = ?",
+        [day],
+    ).fetchone()
+    return str(row[0]) if row else ""
+
+
+def stored_days(conn: duckdb.DuckDBPyConnection) -> dict[dt.date, int]:
+    if not table_exists(conn):
+        return {}
+    return dict(
+        conn.execute(f"SELECT partition_date, count(*) FROM {TABLE} GROUP BY 1 ORDER BY 1").fetchall()
+    )
+
+
+@contextmanager
+def connect_read_only(
+    path: str | os.PathLike[str], timeout_s: float | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the file read-only, waiting through writers' short lock windows; always closes.
+
+    DuckDB lets one process hold a file read-write; every other process, readers included, gets a lock
+    error meanwhile. Writes here last well under a second, so retrying with jitter hides them from users.
+    """
+    db_path = Path(path)
+    if not db_path.exists():
+        raise StorageError(
+            f"no database at {db_path}: nothing has been ingested yet (run a backfill first), "
+            "or STX_DUCKDB_PATH points elsewhere"
+        )
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_lock_error),
+        wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
+        stop=tenacity.stop_after_delay(READ_LOCK_TIMEOUT_S if timeout_s is None else timeout_s),
+        reraise=True,
+    )
+    try:
+        conn = retrying(duckdb.connect, str(db_path), read_only=True)
+    except duckdb.IOException as exc:
+        if is_lock_error(exc):
+            raise StorageError(
+                f"{db_path} stayed locked by another process for {READ_LOCK_TIMEOUT_S:.0f}s; a long write is "
+                "running (or a stuck process holds the file): try again, or stop the process holding it"
+            ) from exc
+        raise StorageError(f"cannot open {db_path}: {exc}. Is it a DuckDB database file?") from exc
+    except duckdb.Error as exc:
+        raise StorageError(f"cannot open {db_path}: {exc}. Is it a DuckDB database file?") from exc
+    try:
+        yield conn
+    finally:
+        conn.close()
