@@ -1,0 +1,380 @@
+"""Dashboard metrics: every figure is computed by DuckDB SQL over the working tables of `prepare`.
+
+Each public function works on its own (it builds and drops the working tables) or inside
+`compute_all`, which builds them once and passes them as `ctx`. Trailing windows end on `as_of`,
+which defaults to the last stored day (not the wall clock) so results are reproducible.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+
+from stx_pipeline.dashboard.models import (
+    ChainTotals,
+    CohortCell,
+    Coverage,
+    DailyWallets,
+    DashboardData,
+    DayCount,
+    DayFees,
+    PeriodWallets,
+    SummaryRow,
+    TopContract,
+    TopSender,
+)
+from stx_pipeline.dashboard.prepare import DAY_EXPR, MINED_EXPR, Prepared, prepared, using
+from stx_pipeline.storage.schema import TABLE
+
+Conn = duckdb.DuckDBPyConnection
+
+SUMMARY_WINDOWS: tuple[int, ...] = (7, 30, 90)
+RETENTION_DAYS = 30
+TOP_LIMIT = 20
+MAX_COHORTS = 52  # one year of weekly cohorts keeps the heatmap readable and the page small
+
+# Monday of the ISO week of a DATE column, as a DATE (date_trunc returns a TIMESTAMP).
+_WEEK = "({col} - CAST(isodow({col}) - 1 AS INTEGER))"
+
+# Every calendar day of the stored range, covered or not.
+_DAYS = """
+    SELECT CAST(range AS DATE) AS day
+    FROM range(CAST($first AS TIMESTAMP), CAST($last AS TIMESTAMP) + INTERVAL 1 DAY, INTERVAL 1 DAY)
+"""
+
+
+def _week(col: str) -> str:
+    return _WEEK.format(col=col)
+
+
+def coverage(conn: Conn, ctx: Prepared | None = None) -> Coverage:
+    with using(conn, ctx) as p:
+        return p.coverage
+
+
+def chain_totals(conn: Conn) -> ChainTotals:
+    """All stored rows, every type (system transactions included) and status."""
+    n, fees = conn.execute(f"SELECT count(*), coalesce(sum(fee_ustx), 0) FROM {TABLE}").fetchone() or (0, 0)
+    return ChainTotals(transactions=int(n), fees_ustx=int(fees))
+
+
+def daily_wallets(conn: Conn, ctx: Prepared | None = None) -> list[DailyWallets]:
+    with using(conn, ctx) as p:
+        cov = p.coverage
+        if cov.is_empty:
+            return []
+        sql = f"""
+            WITH days AS ({_DAYS}),
+            dau AS (SELECT day, count(*) AS active FROM {p.wallet_day} GROUP BY day),
+            nw AS (SELECT first_day AS day, count(*) AS new FROM {p.wallet_first} GROUP BY first_day),
+            -- MAU without a 30x self-join: an active day keeps its wallet "in the month" until 30 days
+            -- later or its next active day, whichever is first. A wallet's spans never overlap, so a
+            -- running sum of +1/-1 edges is the distinct count of the trailing 30 days.
+            edges AS (
+                SELECT day, sum(delta) AS delta FROM (
+                    SELECT day, 1 AS delta FROM {p.wallet_day}
+                    UNION ALL
+                    SELECT least(day + {RETENTION_DAYS}, coalesce(next_day, day + {RETENTION_DAYS})), -1
+                    FROM {p.wallet_day}
+                ) GROUP BY day
+            ),
+            base AS (
+                SELECT d.day, c.day IS NOT NULL AS covered,
+                       CASE WHEN c.day IS NOT NULL THEN coalesce(dau.active, 0) END AS active,
+                       CASE WHEN c.day IS NOT NULL THEN coalesce(nw.new, 0) END AS new,
+                       sum(coalesce(e.delta, 0)) OVER (ORDER BY d.day) AS mau_raw
+                FROM days d
+                LEFT JOIN {p.covered_days} c ON c.day = d.day
+                LEFT JOIN dau ON dau.day = d.day
+                LEFT JOIN nw ON nw.day = d.day
+                LEFT JOIN edges e ON e.day = d.day
+            )
+            SELECT day, covered, active, new,
+                   CASE WHEN day >= CAST($first AS DATE) + 6 THEN avg(active) OVER w7 END,
+                   CASE WHEN day >= CAST($first AS DATE) + 6 THEN avg(new) OVER w7 END,
+                   CASE WHEN covered AND day >= CAST($first AS DATE) + 29 THEN CAST(mau_raw AS BIGINT) END,
+                   CASE WHEN covered AND day >= CAST($first AS DATE) + 29 AND mau_raw > 0
+                        THEN active / mau_raw END
+            FROM base
+            WINDOW w7 AS (ORDER BY day ROWS BETWEEN 6 PRECEDING AND CURRENT ROW)
+            ORDER BY day
+        """
+        rows = conn.execute(sql, {"first": cov.first_day, "last": cov.last_day}).fetchall()
+        return [DailyWallets(*row) for row in rows]
+
+
+def _period_wallets(conn: Conn, p: Prepared, start_sql_of: str, length_sql: str) -> list[PeriodWallets]:
+    # Periods come from the stored days so a period with stored days but no wallet shows 0.
+    sql = f"""
+        WITH stored AS (
+            SELECT {start_sql_of.format(col="day")} AS start, count(*) AS n FROM {p.covered_days} GROUP BY 1
+        ),
+        act AS (
+            SELECT {start_sql_of.format(col="day")} AS start, count(DISTINCT wallet) AS active
+            FROM {p.wallet_day} GROUP BY 1
+        )
+        SELECT s.start, coalesce(a.active, 0), s.n = {length_sql.format(col="s.start")}
+        FROM stored s LEFT JOIN act a ON a.start = s.start
+        ORDER BY s.start
+    """
+    return [PeriodWallets(*row) for row in conn.execute(sql).fetchall()]
+
+
+def weekly_wallets(conn: Conn, ctx: Prepared | None = None) -> list[PeriodWallets]:
+    with using(conn, ctx) as p:
+        return _period_wallets(conn, p, _WEEK, "7")
+
+
+def monthly_wallets(conn: Conn, ctx: Prepared | None = None) -> list[PeriodWallets]:
+    with using(conn, ctx) as p:
+        return _period_wallets(
+            conn, p, "CAST(date_trunc('month', {col}) AS DATE)", "(last_day({col}) - {col} + 1)"
+        )
+
+
+def summary(
+    conn: Conn,
+    as_of: date | None = None,
+    windows: tuple[int, ...] = SUMMARY_WINDOWS,
+    ctx: Prepared | None = None,
+) -> list[SummaryRow]:
+    """Trailing windows ending on `as_of` (inclusive).
+
+    30-day retention of an n-day window: the cohort is the wallets first seen in the n days that
+    end 30 days before `as_of` (so each had 30 full days to come back); retained means at least
+    one more active day 1 to 30 days after its first day.
+    """
+    with using(conn, ctx) as p:
+        cov = p.coverage
+        as_of = as_of or cov.last_day
+        if as_of is None:
+            return []
+        sql = f"""
+            WITH bounds AS (
+                SELECT n,
+                       CAST($as_of AS DATE) - (n - 1) AS start, CAST($as_of AS DATE) AS stop,
+                       CAST($as_of AS DATE) - {RETENTION_DAYS} - (n - 1) AS c_start,
+                       CAST($as_of AS DATE) - {RETENTION_DAYS} AS c_stop
+                FROM (SELECT unnest(CAST($windows AS INTEGER[])) AS n)
+            ),
+            per_wallet AS (
+                SELECT b.n, w.wallet, sum(w.n_tx) AS n_tx, sum(w.n_ok) AS n_ok, sum(w.fee_ustx) AS fee
+                FROM bounds b JOIN {p.wallet_day} w ON w.day BETWEEN b.start AND b.stop
+                GROUP BY b.n, w.wallet
+            ),
+            act AS (
+                SELECT n, count(*) AS active, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee) AS fee,
+                       avg(fee) AS mean_fee, median(fee) AS median_fee
+                FROM per_wallet GROUP BY n
+            ),
+            fresh AS (
+                SELECT b.n, count(f.wallet) AS new
+                FROM bounds b LEFT JOIN {p.wallet_first} f ON f.first_day BETWEEN b.start AND b.stop
+                GROUP BY b.n
+            ),
+            ret AS (
+                SELECT b.n, count(f.wallet) AS size,
+                       count(f.wallet) FILTER (WHERE f.second_day <= f.first_day + {RETENTION_DAYS}) AS kept
+                FROM bounds b LEFT JOIN {p.wallet_first} f ON f.first_day BETWEEN b.c_start AND b.c_stop
+                GROUP BY b.n
+            )
+            SELECT b.n, b.start, b.stop, b.start >= CAST($first AS DATE),
+                   coalesce(a.active, 0), fr.new,
+                   coalesce(a.n_tx, 0), coalesce(a.n_ok, 0), coalesce(a.fee, 0),
+                   a.mean_fee, CAST(a.median_fee AS DOUBLE),
+                   b.c_start, b.c_stop, r.size, CASE WHEN r.size > 0 THEN r.kept / r.size END
+            FROM bounds b
+            LEFT JOIN act a ON a.n = b.n
+            JOIN fresh fr ON fr.n = b.n
+            JOIN ret r ON r.n = b.n
+            ORDER BY b.n
+        """
+        params = {"as_of": as_of, "windows": list(windows), "first": cov.first_day}
+        rows = conn.execute(sql, params).fetchall()
+        return [
+            SummaryRow(
+                days=n,
+                start=start,
+                end=stop,
+                complete=bool(complete),
+                active_wallets=int(active),
+                new_wallets=int(new),
+                transactions=int(n_tx),
+                successful=int(n_ok),
+                fees_ustx=int(fee),
+                mean_fee_per_wallet_ustx=mean_fee,
+                median_fee_per_wallet_ustx=median_fee,
+                retention_cohort_start=c_start,
+                retention_cohort_end=c_stop,
+                retention_cohort_size=int(size),
+                retention_30d=retention,
+            )
+            for (
+                n,
+                start,
+                stop,
+                complete,
+                active,
+                new,
+                n_tx,
+                n_ok,
+                fee,
+                mean_fee,
+                median_fee,
+                c_start,
+                c_stop,
+                size,
+                retention,
+            ) in rows
+        ]
+
+
+def cohort_retention(
+    conn: Conn, max_cohorts: int | None = MAX_COHORTS, ctx: Prepared | None = None
+) -> list[CohortCell]:
+    """Weekly cohorts (ISO week of first appearance); cell k = share of the cohort active in week k.
+
+    Only weeks whose 7 days are all stored get a cell, so the running week and weeks with a gap
+    never show a misleadingly low share.
+    """
+    with using(conn, ctx) as p:
+        if p.coverage.is_empty:
+            return []
+        sql = f"""
+            WITH complete AS (
+                SELECT {_week("day")} AS wk FROM {p.covered_days} GROUP BY 1 HAVING count(*) = 7
+            ),
+            fw AS (SELECT wallet, {_week("first_day")} AS cohort FROM {p.wallet_first}),
+            sizes AS (SELECT cohort, count(*) AS size FROM fw GROUP BY cohort),
+            kept AS (SELECT * FROM sizes ORDER BY cohort DESC LIMIT $max_cohorts),
+            ww AS (SELECT DISTINCT wallet, {_week("day")} AS wk FROM {p.wallet_day}),
+            act AS (
+                SELECT fw.cohort, ww.wk, count(*) AS active
+                FROM ww JOIN fw ON fw.wallet = ww.wallet
+                WHERE fw.cohort IN (SELECT cohort FROM kept)
+                GROUP BY ALL
+            )
+            SELECT k.cohort, k.size, CAST((c.wk - k.cohort) // 7 AS INTEGER) AS week,
+                   coalesce(a.active, 0), coalesce(a.active, 0) / k.size
+            FROM kept k
+            JOIN complete c ON c.wk >= k.cohort
+            LEFT JOIN act a ON a.cohort = k.cohort AND a.wk = c.wk
+            ORDER BY k.cohort, week
+        """
+        limit = max_cohorts if max_cohorts is not None else 2**62
+        return [CohortCell(*row) for row in conn.execute(sql, {"max_cohorts": limit}).fetchall()]
+
+
+def _tx_by(conn: Conn, column: str, ctx: Prepared | None) -> list[DayCount]:
+    with using(conn, ctx) as p:
+        sql = f"""
+            SELECT day, {column}, CAST(sum(n_tx) AS BIGINT) FROM {p.type_day}
+            WHERE day IN (SELECT day FROM {p.covered_days})
+            GROUP BY ALL ORDER BY day, {column}
+        """
+        return [DayCount(*row) for row in conn.execute(sql).fetchall()]
+
+
+def tx_by_type(conn: Conn, ctx: Prepared | None = None) -> list[DayCount]:
+    """Transactions per stored day by tx_type, all types (system transactions included)."""
+    return _tx_by(conn, "tx_type", ctx)
+
+
+def tx_by_status(conn: Conn, ctx: Prepared | None = None) -> list[DayCount]:
+    return _tx_by(conn, "tx_status", ctx)
+
+
+def fees_per_day(conn: Conn, ctx: Prepared | None = None) -> list[DayFees]:
+    with using(conn, ctx) as p:
+        sql = f"""
+            SELECT day, CAST(sum(n_tx) AS BIGINT), CAST(sum(fee_ustx) AS BIGINT) FROM {p.type_day}
+            WHERE day IN (SELECT day FROM {p.covered_days})
+            GROUP BY day ORDER BY day
+        """
+        return [DayFees(*row) for row in conn.execute(sql).fetchall()]
+
+
+def top_senders(
+    conn: Conn, days: int = 30, limit: int = TOP_LIMIT, as_of: date | None = None, ctx: Prepared | None = None
+) -> list[TopSender]:
+    """Wallets with the most mined user transactions in the trailing `days` days (ties by address)."""
+    with using(conn, ctx) as p:
+        as_of = as_of or p.coverage.last_day
+        if as_of is None:
+            return []
+        sql = f"""
+            WITH top AS (
+                SELECT wallet, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee_ustx) AS fee, count(*) AS days
+                FROM {p.wallet_day}
+                WHERE day BETWEEN CAST($as_of AS DATE) - ($days - 1) AND CAST($as_of AS DATE)
+                GROUP BY wallet ORDER BY n_tx DESC, wallet LIMIT $limit
+            )
+            SELECT t.wallet, t.n_tx, t.n_ok, t.fee, t.days, f.first_day
+            FROM top t JOIN {p.wallet_first} f ON f.wallet = t.wallet
+            ORDER BY t.n_tx DESC, t.wallet
+        """
+        rows = conn.execute(sql, {"as_of": as_of, "days": days, "limit": limit}).fetchall()
+        return [TopSender(a, int(n), int(ok), int(fee), int(d), first) for a, n, ok, fee, d, first in rows]
+
+
+def top_contracts(
+    conn: Conn, days: int = 30, limit: int = TOP_LIMIT, as_of: date | None = None, ctx: Prepared | None = None
+) -> list[TopContract]:
+    """Contracts with the most mined contract calls in the trailing `days` days (ties by id)."""
+    with using(conn, ctx) as p:
+        as_of = as_of or p.coverage.last_day
+        if as_of is None:
+            return []
+        # partition_date (burn-block day) brackets the block-time day within a day or two; filtering
+        # on it first lets DuckDB skip row groups outside the window.
+        sql = f"""
+            WITH calls AS (
+                SELECT contract_id, function_name, sender_address, tx_status, fee_ustx
+                FROM {TABLE}
+                WHERE partition_date BETWEEN CAST($as_of AS DATE) - ($days + 1) AND CAST($as_of AS DATE) + 1
+                  AND tx_type = 'contract_call' AND contract_id IS NOT NULL AND {MINED_EXPR}
+                  AND {DAY_EXPR} BETWEEN CAST($as_of AS DATE) - ($days - 1) AND CAST($as_of AS DATE)
+            ),
+            per_fn AS (
+                SELECT contract_id, function_name, count(*) AS n FROM calls GROUP BY ALL
+            ),
+            top_fn AS (
+                SELECT contract_id, first(function_name ORDER BY n DESC, function_name NULLS LAST) AS fn
+                FROM per_fn GROUP BY contract_id
+            ),
+            per_c AS (
+                SELECT contract_id, count(*) AS calls, count(*) FILTER (WHERE tx_status = 'success') AS ok,
+                       count(DISTINCT sender_address) AS callers, coalesce(sum(fee_ustx), 0) AS fee
+                FROM calls GROUP BY contract_id ORDER BY calls DESC, contract_id LIMIT $limit
+            )
+            SELECT c.contract_id, c.calls, c.ok, c.callers, c.fee, f.fn
+            FROM per_c c JOIN top_fn f ON f.contract_id = c.contract_id
+            ORDER BY c.calls DESC, c.contract_id
+        """
+        rows = conn.execute(sql, {"as_of": as_of, "days": days, "limit": limit}).fetchall()
+        return [
+            TopContract(cid, int(n), int(ok), int(callers), int(fee), fn)
+            for cid, n, ok, callers, fee, fn in rows
+        ]
+
+
+def compute_all(conn: Conn, as_of: date | None = None) -> DashboardData:
+    totals = chain_totals(conn)
+    with prepared(conn) as p:
+        as_of = as_of or p.coverage.last_day
+        return DashboardData(
+            coverage=p.coverage,
+            as_of=as_of,
+            totals=totals,
+            summary=summary(conn, as_of, ctx=p),
+            daily=daily_wallets(conn, ctx=p),
+            weekly=weekly_wallets(conn, ctx=p),
+            monthly=monthly_wallets(conn, ctx=p),
+            tx_by_type=tx_by_type(conn, ctx=p),
+            tx_by_status=tx_by_status(conn, ctx=p),
+            fees=fees_per_day(conn, ctx=p),
+            cohorts=cohort_retention(conn, ctx=p),
+            top_senders=top_senders(conn, as_of=as_of, ctx=p),
+            top_contracts=top_contracts(conn, as_of=as_of, ctx=p),
+        )
