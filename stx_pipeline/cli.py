@@ -1,0 +1,187 @@
+"""The `stx-pipeline` command: backfill | status | dashboard | simulate.
+
+Imports stay inside the commands: `status` must answer in well under a second, and `import dagster`
+alone costs more than that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+
+import click
+
+
+def _settings():
+    from stx_pipeline.settings import Settings, SettingsError
+
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(f"bad environment: {exc}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Stacks transaction history in DuckDB, run by Dagster."""
+
+
+@main.command()
+@click.option("--days", type=int, help="The last N complete UTC days (ending yesterday).")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First day (inclusive).")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last day (inclusive); default yesterday.")
+@click.option(
+    "--force", is_flag=True, help="Request every day of the window, not only missing or failed ones."
+)
+@click.option("--wait", "wait_", is_flag=True, help="Follow the backfill with a progress bar until it ends.")
+@click.option(
+    "--in-process", is_flag=True, help="Run the days here, batch by batch; no webserver or daemon needed."
+)
+@click.option("--ui-url", envvar="STX_UI_URL", default="http://127.0.0.1:3000", show_default=True)
+def backfill(
+    days: int | None,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    force: bool,
+    wait_: bool,
+    in_process: bool,
+    ui_url: str,
+) -> None:
+    """Launch a partition backfill of stx_transactions over a window of days."""
+    from rich.console import Console
+
+    from stx_pipeline.operations import backfill as ops
+    from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
+    from stx_pipeline.operations.window import WindowError, compact_ranges, target_window
+
+    settings = _settings()
+    console = Console(stderr=False)
+    try:
+        window = target_window(
+            days=days,
+            start=start.date() if start else None,
+            end=end.date() if end else None,
+            first_partition=settings.start_date,
+        )
+    except WindowError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    if in_process:
+        plan = ops.plan_via_instance(window, settings.duckdb_path, force)
+        _print_plan(console, plan, compact_ranges)
+        if not plan.requested:
+            sys.exit(0)
+        outcome = ops.run_in_process(plan.requested, settings.days_per_run, console)
+    else:
+        web = DagsterWebserver(ui_url)
+        try:
+            ops.ensure_daemon(web)
+            plan = ops.plan_via_webserver(web, window, settings.duckdb_path, force)
+            _print_plan(console, plan, compact_ranges)
+            if not plan.requested:
+                sys.exit(0)
+            backfill_id = ops.launch(web, plan.requested)
+            console.print(f"Launched backfill [bold]{backfill_id}[/bold]: {web.url}/runs/b/{backfill_id}")
+            if not wait_:
+                console.print("Follow it in the UI, or with `stx-pipeline status`.")
+                sys.exit(0)
+            outcome = ops.follow(web, backfill_id, plan.requested, settings.duckdb_path, console)
+        except WebserverError as exc:
+            console.print(f"[red]{exc}[/red]")
+            sys.exit(1)
+    if outcome.failed:
+        console.print(
+            f"[red]Failed days ({len(outcome.failed)}):[/red] {', '.join(compact_ranges(outcome.failed))}"
+        )
+        console.print("Run the same backfill again to retry only those days.")
+    elif outcome.followed_to_end:
+        console.print(f"[green]All {len(outcome.requested)} days succeeded.[/green]")
+    sys.exit(outcome.exit_code)
+
+
+def _print_plan(console, plan, compact_ranges) -> None:
+    console.print(
+        f"Window {plan.window[0]} .. {plan.window[-1]} ({len(plan.window)} days): "
+        f"{len(plan.requested)} to fetch"
+        + (f" ({', '.join(compact_ranges(plan.requested))})" if plan.requested else "")
+        + (f"; {len(plan.in_progress)} already in progress" if plan.in_progress else "")
+    )
+    if not plan.requested:
+        console.print("Nothing to do: every day of the window is stored (use --force to fetch again).")
+
+
+@main.command()
+@click.option(
+    "--target-days",
+    "--days",
+    "target_days",
+    type=int,
+    envvar="STX_TARGET_DAYS",
+    default=180,
+    show_default=True,
+    help="Size of the window ending yesterday.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-instance", is_flag=True, help="Only read DuckDB; skip the Dagster instance.")
+def status(target_days: int, as_json: bool, no_instance: bool) -> None:
+    """What is stored and what is missing. Exit 0 complete, 2 incomplete or in progress, 1 error."""
+    from stx_pipeline.operations.status import build_report, render_text
+
+    if target_days <= 0:
+        raise click.UsageError(f"--target-days must be positive, got {target_days}")
+    settings = _settings()
+    report = build_report(settings.duckdb_path, target_days, with_instance=not no_instance)
+    click.echo(json.dumps(report.as_json(), indent=2) if as_json else render_text(report))
+    sys.exit(report.exit_code)
+
+
+@main.command()
+def dashboard() -> None:
+    """Rebuild the wallet dashboard now (the same code as the wallet_dashboard asset)."""
+    from stx_pipeline.dashboard import build_dashboard_from_path
+
+    settings = _settings()
+    result = build_dashboard_from_path(settings.duckdb_path, settings.public_dir)
+    click.echo(f"Dashboard written: {result.path} ({result.size_bytes:,} bytes)")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=3999, show_default=True, type=int)
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--txs-per-day", default=5000, show_default=True, type=int)
+@click.option(
+    "--rpm-limit", type=int, default=None, help="Requests per minute before 429 (default: unlimited)."
+)
+@click.option("--latency-ms", type=float, default=0.0, show_default=True)
+@click.option("--error-rate", type=float, default=0.0, show_default=True, help="Share of 5xx answers.")
+@click.option("--gone", is_flag=True, help="The v1 listing answers 410 Gone.")
+@click.option("--hostile-strings", is_flag=True, help="Put HTML/SQL-hostile text into a contract name.")
+def simulate(
+    host: str,
+    port: int,
+    seed: int,
+    txs_per_day: int,
+    rpm_limit: int | None,
+    latency_ms: float,
+    error_rate: float,
+    gone: bool,
+    hostile_strings: bool,
+) -> None:
+    """Serve a synthetic Stacks chain with the Hiro API's shapes, limits and faults."""
+    from stx_pipeline.simulator.chain import ChainConfig
+    from stx_pipeline.simulator.faults import FaultConfig
+    from stx_pipeline.simulator.server import serve
+
+    serve(
+        host=host,
+        port=port,
+        chain_config=ChainConfig(seed=seed, txs_per_day=txs_per_day, hostile_strings=hostile_strings),
+        faults=FaultConfig(latency_ms=latency_ms, error_rate=error_rate, gone=gone),
+        rpm_limit=rpm_limit,
+    )
+
+
+if __name__ == "__main__":
+    main()

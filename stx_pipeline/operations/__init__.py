@@ -1,0 +1,1 @@
+"""Operating the pipeline: backfills, progress, status. Fast paths avoid importing dagster."""

@@ -1,0 +1,223 @@
+"""`stx-pipeline backfill`: launch a Dagster partition backfill, follow it, or run it in this process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from stx_pipeline.operations.plan import DayPlan, plan_days, stored_rows_by_day
+from stx_pipeline.operations.webserver import BackfillProgress, DagsterWebserver, WebserverError
+from stx_pipeline.operations.window import compact_ranges, contiguous_runs, expand_status_ranges
+
+ASSET_PATH = ["stx_transactions"]
+REQUIRED_DAEMONS = {"BACKFILL", "QUEUED_RUN_COORDINATOR"}
+
+
+@dataclass
+class Outcome:
+    """What a backfill ended with; `exit_code` 0 only when every requested day succeeded."""
+
+    requested: list[dt.date]
+    failed: list[dt.date] = field(default_factory=list)
+    backfill_id: str | None = None
+    followed_to_end: bool = True
+
+    @property
+    def exit_code(self) -> int:
+        if not self.followed_to_end:
+            return 2
+        return 1 if self.failed else 0
+
+
+def resolve_dagster_home() -> Path:
+    """DAGSTER_HOME, or the current directory when it holds the project's dagster.yaml."""
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        return Path(home)
+    if Path("dagster.yaml").exists():
+        os.environ["DAGSTER_HOME"] = str(Path.cwd())
+        return Path.cwd()
+    raise SystemExit(
+        "DAGSTER_HOME is not set and there is no dagster.yaml here: run from the project root "
+        "(make sets DAGSTER_HOME to it) or export DAGSTER_HOME=/path/to/stx-pipeline"
+    )
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn(
+            "{task.completed:.0f}/{task.total:.0f} days  failed {task.fields[failed]}  rows {task.fields[rows]:,}"
+        ),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _rate(rows: int, started: float) -> str:
+    elapsed = time.monotonic() - started
+    return f"{rows / elapsed:,.0f} rows/s" if elapsed > 0 and rows else ""
+
+
+# -- through the webserver and daemon ------------------------------------------------------------
+
+
+def plan_via_webserver(web: DagsterWebserver, window: list[dt.date], db_path: str, force: bool) -> DayPlan:
+    statuses = expand_status_ranges(web.partition_ranges(ASSET_PATH))
+    return plan_days(window, statuses, stored_rows_by_day(db_path, window), force=force)
+
+
+def ensure_daemon(web: DagsterWebserver) -> None:
+    unhealthy = set(web.unhealthy_daemons()) & REQUIRED_DAEMONS
+    if unhealthy:
+        raise WebserverError(
+            f"The webserver at {web.url} is up but its daemon is not running ({', '.join(sorted(unhealthy))} "
+            "not heartbeating): nothing would execute the backfill. Start both with `make up`."
+        )
+
+
+def launch(web: DagsterWebserver, days: list[dt.date]) -> str:
+    keys = [d.isoformat() for d in days]
+    title = f"stx-pipeline backfill {compact_ranges(days)[0]}" + (
+        " ..." if len(contiguous_runs(days)) > 1 else ""
+    )
+    return web.launch_backfill(ASSET_PATH, keys, title=title)
+
+
+def follow(
+    web: DagsterWebserver,
+    backfill_id: str,
+    days: list[dt.date],
+    db_path: str,
+    console: Console,
+    poll_s: float = 2.0,
+) -> Outcome:
+    """Poll the backfill until it ends; Ctrl+C stops following, never the backfill."""
+    outcome = Outcome(requested=days, backfill_id=backfill_id)
+    started = time.monotonic()
+    progress_state: BackfillProgress | None = None
+    with _progress(console) as bar:
+        task = bar.add_task("backfill", total=len(days), failed=0, rows=0, rate="")
+        try:
+            while True:
+                progress_state = web.backfill_progress(backfill_id)
+                rows_by_day = stored_rows_by_day(db_path, days) or {}
+                rows = sum(rows_by_day.values())
+                bar.update(
+                    task,
+                    completed=progress_state.materialized,
+                    failed=progress_state.failed,
+                    rows=rows,
+                    rate=_rate(rows, started),
+                    description=f"backfill {progress_state.status.lower()}",
+                )
+                if progress_state.finished:
+                    break
+                time.sleep(poll_s)
+        except KeyboardInterrupt:
+            outcome.followed_to_end = False
+            console.print(
+                f"Stopped following. Backfill {backfill_id} goes on in the daemon: {web.url}/runs/b/{backfill_id}"
+            )
+            return outcome
+    ranges = expand_status_ranges(web.partition_ranges(ASSET_PATH))
+    outcome.failed = [d for d in days if ranges.get(d) != "MATERIALIZED"]
+    return outcome
+
+
+# -- in this process -----------------------------------------------------------------------------
+
+
+def plan_via_instance(window: list[dt.date], db_path: str, force: bool) -> DayPlan:
+    import dagster as dg
+
+    from stx_pipeline.partitions import daily_partitions
+
+    resolve_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        by_key = (
+            instance.get_status_by_partition(
+                dg.AssetKey(ASSET_PATH), [d.isoformat() for d in window], daily_partitions
+            )
+            or {}
+        )
+    statuses = {dt.date.fromisoformat(k): (v.value if v is not None else None) for k, v in by_key.items()}
+    return plan_days(window, statuses, stored_rows_by_day(db_path, window), force=force)
+
+
+def run_in_process(
+    days: list[dt.date],
+    days_per_run: int,
+    console: Console,
+    on_batch: Callable[[dt.date, dt.date, bool], None] | None = None,
+) -> Outcome:
+    """Materialize the days batch by batch in this process, recorded in the instance at DAGSTER_HOME."""
+    import dagster as dg
+
+    from stx_pipeline.assets.transactions import stx_transactions
+    from stx_pipeline.resources import resources_from_env
+    from stx_pipeline.settings import Settings
+
+    resolve_dagster_home()
+    instance = dg.DagsterInstance.get()
+    resources = resources_from_env(Settings.from_env())
+    outcome = Outcome(requested=days)
+    batches = [
+        (run_start + dt.timedelta(days=i), min(run_end, run_start + dt.timedelta(days=i + days_per_run - 1)))
+        for run_start, run_end in contiguous_runs(days)
+        for i in range(0, (run_end - run_start).days + 1, days_per_run)
+    ]
+    started = time.monotonic()
+    rows = 0
+    done = 0
+    with _progress(console) as bar:
+        task = bar.add_task("in-process", total=len(days), failed=0, rows=0, rate="")
+        for first, last in batches:
+            n = (last - first).days + 1
+            result = dg.materialize(
+                [stx_transactions],
+                instance=instance,
+                resources=resources,
+                tags={
+                    "dagster/asset_partition_range_start": first.isoformat(),
+                    "dagster/asset_partition_range_end": last.isoformat(),
+                    "stx-pipeline/launched-by": "cli-in-process",
+                },
+                raise_on_error=False,
+            )
+            if result.success:
+                done += n
+                # A range run emits one materialization per day, each with the run's whole metadata.
+                events = result.get_asset_materialization_events()
+                count = events[0].materialization.metadata.get("dagster/row_count") if events else None
+                rows += int(count.value) if count is not None else 0  # type: ignore[arg-type]
+            else:
+                outcome.failed.extend(first + dt.timedelta(days=i) for i in range(n))
+                for event in result.all_events:
+                    if event.is_failure and event.event_specific_data is not None:
+                        error = getattr(event.event_specific_data, "error", None)
+                        if error is not None:
+                            console.print(f"[red]{first}..{last} failed:[/red] {error.message.strip()}")
+                            break
+            if on_batch:
+                on_batch(first, last, result.success)
+            bar.update(task, completed=done, failed=len(outcome.failed), rows=rows, rate=_rate(rows, started))
+    return outcome

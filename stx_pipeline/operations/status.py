@@ -1,0 +1,210 @@
+"""`stx-pipeline status`: what is stored, what the target window still lacks, what the last backfill did.
+
+Fast on purpose: DuckDB answers the storage part in milliseconds; the instance part comes from the
+webserver's GraphQL when it is up, and only otherwise from the Python instance (importing dagster costs
+about a second and a half).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stx_pipeline.operations.plan import FAILED, IN_PROGRESS, MATERIALIZED, normalise
+from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
+from stx_pipeline.operations.window import compact_ranges, expand_status_ranges, last_complete_day
+from stx_pipeline.storage import TABLE, StorageError, connect_read_only, table_exists
+
+USER_TX_TYPES = ("token_transfer", "contract_call", "smart_contract")
+
+EXIT_COMPLETE = 0
+EXIT_ERROR = 1
+EXIT_INCOMPLETE = 2
+
+
+@dataclass
+class StatusReport:
+    database: str
+    database_bytes: int | None
+    total_transactions: int = 0
+    unique_wallets: int = 0
+    earliest_transaction: str | None = None
+    latest_transaction: str | None = None
+    target_days: int = 0
+    target_start: str = ""
+    target_end: str = ""
+    days_covered: int = 0
+    coverage_percent: float = 0.0
+    missing_in_storage: list[str] = field(default_factory=list)
+    instance_source: str | None = None  # "webserver", "instance" or None
+    days_materialized: int | None = None
+    days_failed: list[str] | None = None
+    days_in_progress: list[str] | None = None
+    days_missing: list[str] | None = None
+    latest_backfill: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        storage_complete = self.days_covered == self.target_days
+        instance_clean = not (self.days_failed or self.days_in_progress or self.days_missing)
+        return storage_complete and instance_clean
+
+    @property
+    def exit_code(self) -> int:
+        if self.error:
+            return EXIT_ERROR
+        return EXIT_COMPLETE if self.complete else EXIT_INCOMPLETE
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["complete"] = self.complete
+        return data
+
+
+def _storage_part(report: StatusReport, window: list[dt.date]) -> None:
+    with connect_read_only(report.database) as conn:
+        if not table_exists(conn):
+            report.missing_in_storage = compact_ranges(window)
+            return
+        placeholders = ", ".join("?" for _ in USER_TX_TYPES)
+        total, wallets, earliest, latest = conn.execute(
+            f"SELECT count(*), count(DISTINCT sender_address) FILTER (WHERE tx_type IN ({placeholders})), "
+            f"min(burn_block_time), max(burn_block_time) FROM {TABLE}",
+            list(USER_TX_TYPES),
+        ).fetchone()
+        covered = {
+            row[0]
+            for row in conn.execute(
+                f"SELECT DISTINCT partition_date FROM {TABLE} WHERE partition_date >= ? AND partition_date <= ?",
+                [window[0], window[-1]],
+            ).fetchall()
+        }
+    report.total_transactions = int(total)
+    report.unique_wallets = int(wallets)
+    report.earliest_transaction = earliest.astimezone(dt.UTC).isoformat() if earliest else None
+    report.latest_transaction = latest.astimezone(dt.UTC).isoformat() if latest else None
+    report.days_covered = len(covered)
+    report.missing_in_storage = compact_ranges(d for d in window if d not in covered)
+
+
+def _apply_statuses(report: StatusReport, window: list[dt.date], statuses: dict[dt.date, str]) -> None:
+    per_day = {d: normalise(statuses.get(d)) for d in window}
+    report.days_materialized = sum(1 for d in window if per_day[d] == MATERIALIZED)
+    report.days_failed = compact_ranges(d for d in window if per_day[d] == FAILED)
+    report.days_in_progress = compact_ranges(d for d in window if per_day[d] == IN_PROGRESS)
+    report.days_missing = compact_ranges(
+        d for d in window if per_day[d] not in (MATERIALIZED, FAILED, IN_PROGRESS)
+    )
+
+
+def _instance_part(report: StatusReport, window: list[dt.date], web: DagsterWebserver) -> None:
+    if web.is_up():
+        try:
+            statuses = expand_status_ranges(web.partition_ranges(["stx_transactions"]))
+            _apply_statuses(report, window, statuses)
+            report.latest_backfill = web.latest_backfill()
+            report.instance_source = "webserver"
+            return
+        except WebserverError:
+            pass
+    home = os.environ.get("DAGSTER_HOME") or (str(Path.cwd()) if Path("dagster.yaml").exists() else None)
+    if not home or not (Path(home) / ".dagster" / "storage").exists():
+        return  # no instance has run here yet
+    os.environ.setdefault("DAGSTER_HOME", home)
+    import dagster as dg
+
+    from stx_pipeline.partitions import daily_partitions
+
+    with dg.DagsterInstance.get() as instance:
+        by_key = (
+            instance.get_status_by_partition(
+                dg.AssetKey("stx_transactions"), [d.isoformat() for d in window], daily_partitions
+            )
+            or {}
+        )
+        backfills = instance.get_backfills(limit=1)
+    statuses = {dt.date.fromisoformat(k): v.value for k, v in by_key.items() if v is not None}
+    _apply_statuses(report, window, statuses)
+    if backfills:
+        b = backfills[0]
+        report.latest_backfill = {
+            "id": b.backfill_id,
+            "status": b.status.value,
+            "timestamp": b.backfill_timestamp,
+        }
+    report.instance_source = "instance"
+
+
+def build_report(
+    db_path: str, target_days: int, *, with_instance: bool = True, now: dt.datetime | None = None
+) -> StatusReport:
+    end = last_complete_day(now)
+    window = [end - dt.timedelta(days=i) for i in range(target_days - 1, -1, -1)]
+    path = Path(db_path)
+    report = StatusReport(
+        database=str(path.resolve()),
+        database_bytes=path.stat().st_size if path.exists() else None,
+        target_days=target_days,
+        target_start=window[0].isoformat(),
+        target_end=end.isoformat(),
+    )
+    try:
+        if path.exists():
+            _storage_part(report, window)
+        else:
+            report.missing_in_storage = compact_ranges(window)
+    except StorageError as exc:
+        report.error = str(exc)
+        return report
+    report.coverage_percent = round(100.0 * report.days_covered / target_days, 1)
+    if with_instance:
+        try:
+            _instance_part(report, window, DagsterWebserver(timeout_s=5.0))
+        except Exception as exc:  # the storage part is still worth printing
+            report.error = f"could not read the Dagster instance: {exc}"
+    return report
+
+
+def _size(num: int | None) -> str:
+    if num is None:
+        return "no file yet"
+    size = float(num)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,.1f} {unit}" if unit != "B" else f"{num} B"
+        size /= 1024
+    return f"{num} B"
+
+
+def render_text(report: StatusReport) -> str:
+    lines = [
+        f"Database:            {report.database} ({_size(report.database_bytes)})",
+        f"Transactions:        {report.total_transactions:,}",
+        f"Unique wallets:      {report.unique_wallets:,}",
+        f"Earliest (UTC):      {report.earliest_transaction or '-'}",
+        f"Latest (UTC):        {report.latest_transaction or '-'}",
+        f"Target:              {report.target_days} days, {report.target_start} .. {report.target_end}",
+        f"Coverage:            {report.days_covered}/{report.target_days} days ({report.coverage_percent:.1f}%)",
+    ]
+    if report.missing_in_storage:
+        lines.append(f"Not in DuckDB:       {', '.join(report.missing_in_storage)}")
+    if report.instance_source:
+        lines += [
+            f"Instance ({report.instance_source}):",
+            f"  materialized:      {report.days_materialized}",
+            f"  missing:           {', '.join(report.days_missing or []) or 'none'}",
+            f"  failed:            {', '.join(report.days_failed or []) or 'none'}",
+            f"  in progress:       {', '.join(report.days_in_progress or []) or 'none'}",
+        ]
+        if report.latest_backfill:
+            b = report.latest_backfill
+            lines.append(f"  latest backfill:   {b.get('id')} ({b.get('status')})")
+    if report.error:
+        lines.append(f"Error:               {report.error}")
+    state = "complete" if report.exit_code == EXIT_COMPLETE else ("error" if report.error else "incomplete")
+    lines.append(f"Status:              {state}")
+    return "\n".join(lines)
