@@ -1,0 +1,126 @@
+"""HTML rendering of the dashboard and its atomic publication into an output directory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from stx_pipeline.dashboard import metrics
+from stx_pipeline.dashboard.files import PLOTLY_JS, atomic_write_bytes, ensure_plotly
+from stx_pipeline.dashboard.models import USTX_PER_STX, DashboardData, DashboardResult
+from stx_pipeline.dashboard.payload import chart_payload, totals_payload
+from stx_pipeline.dashboard.prepare import USER_TX_TYPES
+from stx_pipeline.dashboard.safejson import script_json
+
+PAGE = "index.html"
+NA = "\u2013"  # en dash for "no value"
+ASSETS_DIR = "assets"
+MAX_PAGE_BYTES = 5_000_000
+
+
+def _int(value: int | None) -> str:
+    return NA if value is None else f"{value:,}"
+
+
+def _stx(ustx: float | int | None) -> str:
+    """µSTX as STX: two decimals for large sums, more where fees are fractions of a STX."""
+    if ustx is None:
+        return NA
+    stx = ustx / USTX_PER_STX
+    return f"{stx:,.2f}" if abs(stx) >= 100 else f"{stx:,.4f}"
+
+
+def _pct(share: float | None) -> str:
+    return NA if share is None else f"{share * 100:.1f}%"
+
+
+def _utc(moment: datetime | None) -> str:
+    return NA if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _age(delta: timedelta) -> str:
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    return f"{days} d {hours} h" if days else f"{hours} h {mins} min"
+
+
+def _environment() -> Environment:
+    # autoescape on for everything: every chain string reaching the page goes through it.
+    env = Environment(
+        loader=PackageLoader("stx_pipeline.dashboard", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(int=_int, stx=_stx, pct=_pct, utc=_utc)
+    return env
+
+
+_ENV = _environment()
+
+
+def render_page(data: DashboardData, built_at: datetime) -> str:
+    if built_at.tzinfo is None:
+        built_at = built_at.replace(tzinfo=UTC)
+    cov = data.coverage
+    newest = cov.newest_tx_at
+    return _ENV.get_template("index.html.j2").render(
+        data=data,
+        cov=cov,
+        built_at=built_at,
+        freshness=_age(built_at - newest) if newest else None,
+        plotly_src=f"{ASSETS_DIR}/{PLOTLY_JS}",
+        chart_json=script_json(chart_payload(data)),
+        totals_json=script_json(totals_payload(data)),
+        retention_days=metrics.RETENTION_DAYS,
+        max_cohorts=metrics.MAX_COHORTS,
+        user_types=USER_TX_TYPES,
+    )
+
+
+def _headline(data: DashboardData) -> dict[str, float | int | None]:
+    rows = {r.days: r for r in data.summary}
+    last = data.daily[-1] if data.daily else None
+    r7, r30 = rows.get(7), rows.get(30)
+    return {
+        "active_wallets_7d": r7.active_wallets if r7 else 0,
+        "active_wallets_30d": r30.active_wallets if r30 else 0,
+        "new_wallets_30d": r30.new_wallets if r30 else 0,
+        "retention_30d": r30.retention_30d if r30 else None,
+        "dau_mau": last.dau_mau if last else None,
+        "transactions_total": data.totals.transactions,
+        "fees_total_stx": data.totals.fees_stx,
+    }
+
+
+def write_dashboard(
+    conn: duckdb.DuckDBPyConnection, out_dir: Path, built_at: datetime | None = None
+) -> DashboardResult:
+    """Compute every metric, render, and publish `out_dir/index.html` atomically."""
+    built_at = built_at or datetime.now(UTC)
+    data = metrics.compute_all(conn)
+    page = render_page(data, built_at).encode("utf-8")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The library goes first: a freshly published page must never point at a missing file.
+    ensure_plotly(out_dir / ASSETS_DIR)
+    path = out_dir / PAGE
+    size = atomic_write_bytes(path, page)
+    cov = data.coverage
+    return DashboardResult(
+        path=path,
+        size_bytes=size,
+        first_day=cov.first_day,
+        last_day=cov.last_day,
+        days_covered=cov.days_covered,
+        missing_days=cov.missing_days,
+        headline=_headline(data),
+    )
+
+
+__all__ = ["MAX_PAGE_BYTES", "render_page", "write_dashboard"]
