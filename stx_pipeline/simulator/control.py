@@ -49,6 +49,7 @@ class Controller:
         self._keys_seen: set[bytes] = set()
         self._requests = 0
         self._admin_requests = 0
+        self._connections = 0
         self._with_key = 0
         self._by_status: Counter[int] = Counter()
         self._faults_injected: Counter[str] = Counter()
@@ -200,6 +201,10 @@ class Controller:
         with self._lock:
             self._faults_injected[kind] += 1
 
+    def record_connection(self) -> None:
+        with self._lock:
+            self._connections += 1
+
     def record_admin(self) -> None:
         with self._lock:
             self._admin_requests += 1
@@ -209,6 +214,7 @@ class Controller:
             return {
                 "requests": self._requests,
                 "admin_requests": self._admin_requests,
+                "connections": self._connections,  # TCP connections accepted: shows keep-alive reuse
                 "by_status": {str(code): n for code, n in sorted(self._by_status.items())},
                 "sent_429": self._by_status.get(429, 0),
                 "faults": dict(sorted(self._faults_injected.items())),

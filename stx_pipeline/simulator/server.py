@@ -59,6 +59,7 @@ class _HTTPServer(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
             self._open.add(request)
+        self.sim.controller.record_connection()
         super().process_request(request, client_address)
 
     def mark_reset(self, request: socket.socket) -> None:
@@ -90,6 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = _IDLE_TIMEOUT_S
     server: _HTTPServer
+    _is_api = True
 
     def version_string(self) -> str:
         return "stx-pipeline-simulator"
@@ -108,8 +110,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         body = self._read_body()
+        self._is_api = not path.startswith("/_sim/")
         try:
-            if path.startswith("/_sim/"):
+            if not self._is_api:
                 sim.controller.record_admin()
                 self._admin(method, path, body)
             else:
@@ -234,7 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_raw(status, _encode(body), headers)
 
     def _send_raw(self, status: int, payload: bytes, headers: dict[str, str], cut: int | None = None) -> None:
-        self.server.sim.controller.record_status(status)
+        if self._is_api:  # admin traffic stays out of the API statistics
+            self.server.sim.controller.record_status(status)
         self.send_response(status, _reason(status))
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
