@@ -93,6 +93,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     _is_api = True
 
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; with Nagle on, the body waits for the
+        # client's delayed ACK (~40 ms per request on loopback).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def version_string(self) -> str:
         return "stx-pipeline-simulator"
 
