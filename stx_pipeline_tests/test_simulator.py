@@ -435,3 +435,42 @@ def test_concurrent_clients(sim: SimulatorServer) -> None:
         pages = list(pool.map(fetch, range(0, 800, 50)))
     ids = list(itertools.chain.from_iterable(pages))
     assert len(ids) == len(set(ids)) == 800
+
+
+# --- packaging -----------------------------------------------------------------------------------
+
+
+def test_simulator_is_standalone() -> None:
+    """Only stdlib and its own modules: it must run as a separate process without dagster."""
+    import ast
+    import pathlib
+    import sys
+
+    import stx_pipeline.simulator as package
+
+    for source in pathlib.Path(package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert name.startswith("stx_pipeline.simulator") or top in sys.stdlib_module_names, (
+                    f"{source.name} imports {name}")
+
+
+def test_serve_prints_its_url_and_answers() -> None:
+    import subprocess
+    import sys
+
+    code = ("from stx_pipeline.simulator import serve, ChainConfig; "
+            "serve(port=0, chain_config=ChainConfig(txs_per_day=500))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert url, line
+        assert requests.get(f"{url.group(0)}/extended", timeout=5).json()["status"] == "ready"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

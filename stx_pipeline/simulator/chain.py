@@ -436,11 +436,13 @@ def _result(status: str, rng: random.Random) -> dict[str, str]:
 
 
 def _tenure_weights(rng: random.Random) -> list[float]:
-    weights = [rng.lognormvariate(0.0, 1.0) for _ in range(TENURES_PER_DAY)]
-    # Guarantee a crowded tenure (> 50 txs at realistic volumes): the walk-by-timestamp paging bug
-    # the reference warns about only shows when a tenure is larger than a page.
+    # Bitcoin block intervals are exponential and a tenure's volume follows its length: mostly
+    # 10-40 txs at 5,000/day, with a few tenures several times larger.
+    weights = [rng.expovariate(1.0) * rng.lognormvariate(0.0, 0.3) for _ in range(TENURES_PER_DAY)]
+    # Make sure one tenure is crowded (> 50 txs at realistic volumes): the "min burn_block_time - 1"
+    # paging bug the reference warns about only shows when a tenure is larger than a page.
     busiest = max(range(TENURES_PER_DAY), key=weights.__getitem__)
-    weights[busiest] *= 3.0
+    weights[busiest] *= 1.5
     return weights
 
 
