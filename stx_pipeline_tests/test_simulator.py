@@ -285,6 +285,9 @@ def test_gone_and_fail_days(sim: SimulatorServer, session: requests.Session) -> 
     assert straddling.status_code == 500
     assert sim.stats()["faults"] == {"fail_day": 2, "gone": 1}
 
+    sim.faults.fail_days = []  # the live config can be mutated in-process
+    assert list_tx(sim, session, **day_params(limit=1)).status_code == 200
+
 
 def test_transport_faults(sim: SimulatorServer, session: requests.Session) -> None:
     with_faults(sim, session, truncate_rate=1.0)

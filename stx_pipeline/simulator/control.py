@@ -44,7 +44,6 @@ class Controller:
         self._clock = clock
         self._required_key_digest = _key_digest(required_api_key) if required_api_key else None
         self._window = SlidingWindow(rpm_limit)
-        self._quota = MonthlyQuota()
         self._salt = os.urandom(16)  # distinct keys are counted by salted digest, never stored
         self._keys_seen: set[bytes] = set()
         self._requests = 0
@@ -59,8 +58,10 @@ class Controller:
 
     @property
     def faults(self) -> FaultConfig:
+        """The live config: `sim.faults.error_rate = 1` takes effect on the next request. Assigning a
+        whole new FaultConfig also restarts the fault RNG, bursts, drift and quota counters."""
         with self._lock:
-            return FaultConfig.from_dict(self._faults.to_dict())  # a copy: mutate via the setter
+            return self._faults
 
     @faults.setter
     def faults(self, value: FaultConfig) -> None:
@@ -70,8 +71,9 @@ class Controller:
 
     def _set_faults(self, value: FaultConfig) -> None:
         # A new configuration restarts its own sequences, so a test sees the same faults each run.
-        self._faults = FaultConfig.from_dict(value.to_dict())
+        self._faults = value
         self._rng = random.Random(value.fault_seed)
+        self._quota = MonthlyQuota()
         self._burst_counter = 0
         self._burst_left = 0
         self._drift = 0

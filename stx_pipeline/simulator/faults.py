@@ -6,6 +6,7 @@ Mutable and JSON round-trippable so tests can change it at runtime (`POST /_sim/
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,8 @@ class FaultConfig:
     fault_seed: int = 0  # seeds the randomness of the rate-based faults
 
     def __post_init__(self) -> None:
+        # Accept date objects too; the server compares ISO strings.
+        self.fail_days = [d.isoformat() if isinstance(d, dt.date) else str(d) for d in self.fail_days]
         self.validate()
 
     def validate(self) -> None:
@@ -63,6 +66,4 @@ class FaultConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
-        config = cls(**data)
-        config.fail_days = [str(day) for day in config.fail_days]
-        return config
+        return cls(**data)
