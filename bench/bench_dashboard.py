@@ -45,7 +45,7 @@ typed AS (
                 WHEN u_type < 0.33 THEN 'token_transfer' WHEN u_type < 0.35 THEN 'smart_contract'
                 ELSE 'contract_call' END AS tx_type,
            -- the wallet population grows linearly over time; cubing skews activity to old wallets
-           CAST(floor((2000 + 40 * i * $days / $n) * pow(u_wallet, 3)) AS BIGINT) AS wallet
+           CAST(floor((20000 + 700 * i * $days / $n) * pow(u_wallet, 3)) AS BIGINT) AS wallet
     FROM base
 )
 SELECT

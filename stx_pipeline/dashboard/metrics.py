@@ -128,9 +128,7 @@ def weekly_wallets(conn: Conn, ctx: Prepared | None = None) -> list[PeriodWallet
 
 def monthly_wallets(conn: Conn, ctx: Prepared | None = None) -> list[PeriodWallets]:
     with using(conn, ctx) as p:
-        return _period_wallets(
-            conn, p, "CAST(date_trunc('month', {col}) AS DATE)", "(last_day({col}) - {col} + 1)"
-        )
+        return _period_wallets(conn, p, "CAST(date_trunc('month', {col}) AS DATE)", "(last_day({col}) - {col} + 1)")
 
 
 def summary(
@@ -304,15 +302,20 @@ def top_senders(
         if as_of is None:
             return []
         sql = f"""
-            WITH top AS (
+            WITH per_wallet AS (
                 SELECT wallet, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee_ustx) AS fee, count(*) AS days
                 FROM {p.wallet_day}
                 WHERE day BETWEEN CAST($as_of AS DATE) - ($days - 1) AND CAST($as_of AS DATE)
-                GROUP BY wallet ORDER BY n_tx DESC, wallet LIMIT $limit
+                GROUP BY wallet
+            ),
+            -- ids are arbitrary: ties are broken by address, so the address joins before the LIMIT
+            top AS (
+                SELECT w.*, i.address FROM per_wallet w JOIN {p.wallet_ids} i ON i.wallet = w.wallet
+                ORDER BY w.n_tx DESC, i.address LIMIT $limit
             )
-            SELECT t.wallet, t.n_tx, t.n_ok, t.fee, t.days, f.first_day
+            SELECT t.address, t.n_tx, t.n_ok, t.fee, t.days, f.first_day
             FROM top t JOIN {p.wallet_first} f ON f.wallet = t.wallet
-            ORDER BY t.n_tx DESC, t.wallet
+            ORDER BY t.n_tx DESC, t.address
         """
         rows = conn.execute(sql, {"as_of": as_of, "days": days, "limit": limit}).fetchall()
         return [TopSender(a, int(n), int(ok), int(fee), int(d), first) for a, n, ok, fee, d, first in rows]
@@ -353,10 +356,7 @@ def top_contracts(
             ORDER BY c.calls DESC, c.contract_id
         """
         rows = conn.execute(sql, {"as_of": as_of, "days": days, "limit": limit}).fetchall()
-        return [
-            TopContract(cid, int(n), int(ok), int(callers), int(fee), fn)
-            for cid, n, ok, callers, fee, fn in rows
-        ]
+        return [TopContract(cid, int(n), int(ok), int(callers), int(fee), fn) for cid, n, ok, callers, fee, fn in rows]
 
 
 def compute_all(conn: Conn, as_of: date | None = None) -> DashboardData:

@@ -48,9 +48,7 @@ def compact_days(days: tuple[date, ...] | list[date]) -> tuple[str, ...]:
         j = i
         while j + 1 < len(ordered) and (ordered[j + 1] - ordered[j]).days == 1:
             j += 1
-        out.append(
-            ordered[i].isoformat() if i == j else f"{ordered[i].isoformat()}..{ordered[j].isoformat()}"
-        )
+        out.append(ordered[i].isoformat() if i == j else f"{ordered[i].isoformat()}..{ordered[j].isoformat()}")
         i = j + 1
     return tuple(out)
 

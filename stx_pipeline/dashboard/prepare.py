@@ -25,9 +25,7 @@ USER_TX_TYPES: tuple[str, ...] = ("token_transfer", "contract_call", "smart_cont
 # A day is the UTC date of block_time. Integer arithmetic on the epoch keeps it independent of
 # the session TimeZone (a TIMESTAMPTZ -> DATE cast would use it) and is cheaper than ICU.
 # burn_block_time stands in when block_time is unknown (NOT NULL in the schema, block_time is not).
-DAY_EXPR = (
-    "(DATE '1970-01-01' + CAST(epoch_us(coalesce(block_time, burn_block_time)) // 86400000000 AS INTEGER))"
-)
+DAY_EXPR = "(DATE '1970-01-01' + CAST(epoch_us(coalesce(block_time, burn_block_time)) // 86400000000 AS INTEGER))"
 
 # Mined = included in a block, whatever the outcome (fees are paid either way). Mempool states
 # are excluded explicitly so an unexpected new on-chain status still counts as activity.
@@ -39,6 +37,7 @@ class Prepared:
     """Names of the working tables plus the coverage they were clipped to."""
 
     coverage: Coverage
+    wallet_ids: str  # address, wallet (dense INTEGER id used everywhere else)
     wallet_day: str  # wallet, day, n_tx, n_ok, fee_ustx, next_day (next active day of the wallet)
     wallet_first: str  # wallet, first_day, second_day
     covered_days: str  # day: stored partitions
@@ -46,6 +45,7 @@ class Prepared:
 
     def names(self) -> dict[str, str]:
         return {
+            "ids": self.wallet_ids,
             "wd": self.wallet_day,
             "wf": self.wallet_first,
             "cd": self.covered_days,
@@ -55,9 +55,11 @@ class Prepared:
 
 
 def _coverage(conn: duckdb.DuckDBPyConnection, covered_days: str) -> Coverage:
-    first, last, covered = conn.execute(
-        f"SELECT min(day), max(day), count(*) FROM {covered_days}"
-    ).fetchone() or (None, None, 0)
+    first, last, covered = conn.execute(f"SELECT min(day), max(day), count(*) FROM {covered_days}").fetchone() or (
+        None,
+        None,
+        0,
+    )
     newest, rows = conn.execute(
         f"SELECT max(coalesce(block_time, burn_block_time)), count(*) FROM {TABLE}"
     ).fetchone() or (None, 0)
@@ -90,7 +92,7 @@ def _coverage(conn: duckdb.DuckDBPyConnection, covered_days: str) -> Coverage:
 @contextmanager
 def prepared(conn: duckdb.DuckDBPyConnection) -> Iterator[Prepared]:
     suffix = uuid.uuid4().hex[:12]
-    cd, wd, wf, td = (f"stx_dash_{kind}_{suffix}" for kind in ("cd", "wd", "wf", "td"))
+    cd, agg, ids, wd, wf, td = (f"stx_dash_{kind}_{suffix}" for kind in ("cd", "agg", "ids", "wd", "wf", "td"))
     try:
         # Coverage is by stored partition (partition_date, the ingestion unit): a day with no
         # partition is missing data, not a quiet day.
@@ -99,24 +101,39 @@ def prepared(conn: duckdb.DuckDBPyConnection) -> Iterator[Prepared]:
         bounds = {"first": coverage.first_day, "last": coverage.last_day}
         # Activity whose block-time day falls outside the stored partitions (a few transactions near
         # midnight of the last day) is left out until that day is stored.
+        # Aggregate by address first, then swap the ~40-char address for a dense integer id:
+        # windows, DISTINCTs and joins over integers are several times faster than over strings.
         conn.execute(
             f"""
-            CREATE TEMP TABLE {wd} AS
-            WITH agg AS (
-                SELECT sender_address AS wallet, {DAY_EXPR} AS day,
+            CREATE TEMP TABLE {agg} AS
+            SELECT * FROM (
+                SELECT sender_address AS address, {DAY_EXPR} AS day,
                        count(*) AS n_tx,
                        count(*) FILTER (WHERE tx_status = 'success') AS n_ok,
                        CAST(coalesce(sum(fee_ustx), 0) AS BIGINT) AS fee_ustx
                 FROM {TABLE}
                 WHERE list_contains($user_types, tx_type) AND {MINED_EXPR}
                 GROUP BY ALL
-            )
-            SELECT *, lead(day) OVER (PARTITION BY wallet ORDER BY day) AS next_day
-            FROM agg
-            WHERE day BETWEEN $first AND $last
+            ) WHERE day BETWEEN $first AND $last
             """,
             {"user_types": list(USER_TX_TYPES), **bounds},
         )
+        conn.execute(
+            f"""
+            CREATE TEMP TABLE {ids} AS
+            SELECT address, CAST(row_number() OVER () AS INTEGER) AS wallet
+            FROM (SELECT DISTINCT address FROM {agg})
+            """
+        )
+        conn.execute(
+            f"""
+            CREATE TEMP TABLE {wd} AS
+            SELECT i.wallet, a.day, a.n_tx, a.n_ok, a.fee_ustx,
+                   lead(a.day) OVER (PARTITION BY i.wallet ORDER BY a.day) AS next_day
+            FROM {agg} a JOIN {ids} i ON i.address = a.address
+            """
+        )
+        conn.execute(f"DROP TABLE temp.{agg}")  # frees its memory before the remaining steps
         conn.execute(
             f"""
             CREATE TEMP TABLE {wf} AS
@@ -138,9 +155,9 @@ def prepared(conn: duckdb.DuckDBPyConnection) -> Iterator[Prepared]:
             """,
             bounds,
         )
-        yield Prepared(coverage=coverage, wallet_day=wd, wallet_first=wf, covered_days=cd, type_day=td)
+        yield Prepared(coverage=coverage, wallet_ids=ids, wallet_day=wd, wallet_first=wf, covered_days=cd, type_day=td)
     finally:
-        for name in (td, wf, wd, cd):
+        for name in (td, wf, wd, ids, agg, cd):
             # Never mask the original error with a cleanup failure; temp tables die with the connection.
             with suppress(duckdb.Error):
                 conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
