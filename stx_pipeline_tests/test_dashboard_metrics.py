@@ -298,10 +298,7 @@ def test_top_senders(data: DashboardData) -> None:
 
 
 def test_top_contracts(data: DashboardData) -> None:
-    top = [
-        (c.contract_id, c.calls, c.successful, c.callers, c.fees_ustx, c.top_function)
-        for c in data.top_contracts
-    ]
+    top = [(c.contract_id, c.calls, c.successful, c.callers, c.fees_ustx, c.top_function) for c in data.top_contracts]
     assert top == [
         (AMM, 3, 3, 3, 2000, "swap"),
         # three functions called once each: ties go to the smallest name
@@ -341,9 +338,7 @@ def test_working_tables_are_dropped(conn: duckdb.DuckDBPyConnection) -> None:
 
 def test_single_day(tmp_path: Path) -> None:
     day = D("2025-05-05")
-    conn = make_db(
-        tmp_path / "one.duckdb", [tx(day, A, fee=10), tx(day, B, fee=30), tx(day, MINER, "coinbase")]
-    )
+    conn = make_db(tmp_path / "one.duckdb", [tx(day, A, fee=10), tx(day, B, fee=30), tx(day, MINER, "coinbase")])
     data = metrics.compute_all(conn)
     assert (data.coverage.first_day, data.coverage.last_day, data.coverage.days_covered) == (day, day, 1)
     assert data.coverage.missing_days == ()
