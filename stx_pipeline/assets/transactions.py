@@ -10,7 +10,7 @@ import time
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from stx_pipeline.hiro import fetch_day, records_to_table
+from stx_pipeline.hiro import HiroApiError, fetch_day, records_to_table
 from stx_pipeline.hiro.transactions import day_window
 from stx_pipeline.partitions import daily_partitions
 from stx_pipeline.resources import HiroApiResource, write_connection
@@ -65,8 +65,19 @@ def stx_transactions(
     last_time: int | None = None
     with hiro.client(context.log) as client:
         for day in days:
-            fetched = fetch_day(client, day, page_workers=hiro.page_workers)
-            table = records_to_table(fetched.records, day, window=day_window(day))
+            try:
+                fetched = fetch_day(client, day, page_workers=hiro.page_workers)
+                table = records_to_table(fetched.records, day, window=day_window(day))
+            except HiroApiError as exc:
+                # A clean message in the UI; earlier days of this run are already committed whole.
+                raise dg.Failure(
+                    description=f"partition {day}: {exc}",
+                    metadata={
+                        "partition": day.isoformat(),
+                        "status": exc.status or "-",
+                        "endpoint": exc.endpoint or "-",
+                    },
+                ) from exc
             write_started = time.monotonic()
             with write_connection(duckdb) as conn:
                 replace_day(conn, day, table)
@@ -92,9 +103,7 @@ def stx_transactions(
     with write_connection(duckdb) as conn:
         stored = day_counts(conn, days)
         duplicates = duplicate_tx_ids(conn)
-    mismatched = {
-        d.isoformat(): {"stored": stored[d], "api_total": t} for d, t in api_totals.items() if stored[d] != t
-    }
+    mismatched = {d.isoformat(): {"stored": stored[d], "api_total": t} for d, t in api_totals.items() if stored[d] != t}
     rows = sum(api_totals.values())
     return dg.MaterializeResult(
         metadata={

@@ -142,6 +142,8 @@ class Controller:
         self._faults_injected["burst_429"] += 1
         admission.headers["ratelimit-remaining"] = "0"
         admission.headers["x-ratelimit-remaining-stacks-minute"] = "0"
+        # A burst is a short spike, not a spent minute: its window reopens as soon as the hint says.
+        admission.headers["ratelimit-reset"] = str(int(now) + BURST_RETRY_SECONDS)
         return self._too_many(admission, BURST_RETRY_SECONDS, now, "Rate limit exceeded")
 
     def _too_many(self, admission: Admission, seconds: int, now: float, message: str) -> Admission:
