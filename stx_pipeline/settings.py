@@ -77,7 +77,7 @@ class Settings:
         rpm_raw = os.environ.get("STX_REQUESTS_PER_MINUTE", "").strip()
         return cls(
             api_url=api_url,
-            requests_per_minute=_float_env("STX_REQUESTS_PER_MINUTE", 0, 0.1) if rpm_raw else None,
+            requests_per_minute=_float_env("STX_REQUESTS_PER_MINUTE", 0, 0) if rpm_raw else None,
             duckdb_path=_env("STX_DUCKDB_PATH", "data/wallet_metrics.duckdb"),
             start_date=start,
             target_days=_int_env("STX_TARGET_DAYS", 180, 1),
