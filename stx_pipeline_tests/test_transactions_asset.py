@@ -172,3 +172,30 @@ def test_unknown_enum_values_are_stored_as_they_come(simulator, db_path):
             "'tenure_change', 'poison_microblock')"
         ).fetchone()[0]
     assert unknown > 0
+
+
+def test_a_bad_day_in_a_multi_day_run_fails_alone(simulator, small_chain, db_path, tmp_path):
+    wanted = days("2025-03-01", 4)
+    bad = wanted[1]
+    simulator.faults = FaultConfig(fail_days=[bad.isoformat()])
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = dg.materialize(
+            [stx_transactions],
+            resources=pipeline_resources(simulator.url, db_path, max_attempts=2, max_backoff_s=0.1),
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": "2025-03-01",
+                "dagster/asset_partition_range_end": "2025-03-04",
+            },
+            raise_on_error=False,
+        )
+        assert not result.success
+        assert f"partition {bad}" in failure_message(result)
+        statuses = instance.get_status_by_partition(
+            stx_transactions.key, [d.isoformat() for d in wanted], stx_transactions.partitions_def
+        )
+    assert {k: v.value for k, v in statuses.items()} == {
+        d.isoformat(): ("FAILED" if d == bad else "MATERIALIZED") for d in wanted
+    }
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        assert day_counts(conn, wanted) == {d: (0 if d == bad else small_chain.day_total(d)) for d in wanted}

@@ -10,7 +10,7 @@ import time
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from stx_pipeline.hiro import HiroApiError, fetch_day, records_to_table
+from stx_pipeline.hiro import EndpointGoneError, HiroApiError, QuotaExhaustedError, fetch_day, records_to_table
 from stx_pipeline.hiro.transactions import day_window
 from stx_pipeline.partitions import daily_partitions
 from stx_pipeline.resources import HiroApiResource, write_connection
@@ -20,6 +20,8 @@ from stx_pipeline.storage import day_counts, duplicate_tx_ids, replace_day
 ASSET_KEY = dg.AssetKey("stx_transactions")
 CHECK_ROWS_MATCH_TOTAL = "rows_match_api_total"
 CHECK_TX_ID_UNIQUE = "tx_id_unique"
+# Errors no later day of the run can escape: fail at once instead of trying each day.
+STOP_THE_RUN = (EndpointGoneError, QuotaExhaustedError)
 
 
 def partition_days(window: dg.TimeWindow) -> list[dt.date]:
@@ -27,6 +29,42 @@ def partition_days(window: dg.TimeWindow) -> list[dt.date]:
     first = window.start.astimezone(dt.UTC).date()
     last = window.end.astimezone(dt.UTC).date()
     return [first + dt.timedelta(days=i) for i in range((last - first).days)]
+
+
+def _fail_with_partial_success(
+    context: dg.AssetExecutionContext,
+    per_day: list[dict[str, object]],
+    failures: dict[dt.date, HiroApiError],
+    days: list[dt.date],
+) -> None:
+    """Record the days that were written (Dagster then marks only the others failed), then fail."""
+    for entry in per_day:
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=ASSET_KEY,
+                partition=str(entry["day"]),
+                metadata={"dagster/row_count": dg.MetadataValue.int(int(entry["rows"])), **entry},  # type: ignore[call-overload]
+            )
+        )
+    first_day, first_error = next(iter(failures.items()))
+    not_attempted = [d for d in days if d not in failures and all(e["day"] != d.isoformat() for e in per_day)]
+    raise dg.Failure(
+        description=(
+            f"{len(failures)} of {len(days)} days failed; nothing of those days was written "
+            f"(days written in this run are kept and marked materialized). First: partition {first_day}: "
+            f"{first_error}"
+            + (f" Not attempted after it: {', '.join(d.isoformat() for d in not_attempted)}." if not_attempted else "")
+        ),
+        metadata={
+            "failed_days": dg.MetadataValue.json(
+                {
+                    d.isoformat(): {"status": e.status, "endpoint": e.endpoint, "error": str(e)[:500]}
+                    for d, e in failures.items()
+                }
+            ),
+            "written_days": dg.MetadataValue.json([e["day"] for e in per_day]),
+        },
+    )
 
 
 def _iso(ts: int | None) -> str | None:
@@ -61,6 +99,7 @@ def stx_transactions(
     started = time.monotonic()
     per_day: list[dict[str, object]] = []
     api_totals: dict[dt.date, int] = {}
+    failures: dict[dt.date, HiroApiError] = {}
     first_time: int | None = None
     last_time: int | None = None
     with hiro.client(context.log) as client:
@@ -69,15 +108,11 @@ def stx_transactions(
                 fetched = fetch_day(client, day, page_workers=hiro.page_workers)
                 table = records_to_table(fetched.records, day, window=day_window(day))
             except HiroApiError as exc:
-                # A clean message in the UI; earlier days of this run are already committed whole.
-                raise dg.Failure(
-                    description=f"partition {day}: {exc}",
-                    metadata={
-                        "partition": day.isoformat(),
-                        "status": exc.status or "-",
-                        "endpoint": exc.endpoint or "-",
-                    },
-                ) from exc
+                failures[day] = exc
+                context.log.error(f"partition {day}: {exc}")
+                if isinstance(exc, STOP_THE_RUN) or exc.status in (401, 403):
+                    break  # the key, the quota or the endpoint: no later day can succeed either
+                continue  # a bad day must not cost the other days of the run
             write_started = time.monotonic()
             with write_connection(duckdb) as conn:
                 replace_day(conn, day, table)
@@ -99,6 +134,9 @@ def stx_transactions(
                 f"fetched in {fetched.seconds:.1f}s, written in {write_s:.2f}s"
             )
         stats = client.stats.snapshot()
+
+    if failures:
+        _fail_with_partial_success(context, per_day, failures, days)
 
     with write_connection(duckdb) as conn:
         stored = day_counts(conn, days)
