@@ -1,0 +1,185 @@
+"""Background processes for `make up` / `make down` / `make demo`: Dagster (webserver + daemon) and the simulator.
+
+Each service runs in its own session (process group) with a pid file and a log under `.run/`, so `down`
+stops it and every child it spawned (code server, daemon, run workers) with SIGINT, the signal
+`dagster dev` shuts down cleanly on, then SIGTERM and SIGKILL if it lingers.
+
+    python -m stx_pipeline.operations.background up|down|status|logs [--with-simulator]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+RUN_DIR = Path(os.environ.get("STX_RUN_DIR", PROJECT_ROOT / ".run"))
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    ready_url: str
+    run_dir: Path = RUN_DIR
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def dagster_service(host: str, port: int, run_dir: Path = RUN_DIR) -> Service:
+    return Service(
+        "dagster",
+        [_bin("dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", host, "-p", str(port)],
+        f"http://{host}:{port}/server_info",
+        run_dir,
+    )
+
+
+def simulator_service(port: int, extra: list[str] | None = None, run_dir: Path = RUN_DIR) -> Service:
+    return Service(
+        "simulator",
+        [_bin("stx-pipeline"), "simulate", "--port", str(port), *(extra or [])],
+        f"http://127.0.0.1:{port}/extended",
+        run_dir,
+    )
+
+
+def start(service: Service, env: dict[str, str] | None = None, timeout_s: float = 180.0) -> int:
+    """Start unless running; return the pid once the service answers on its ready URL."""
+    running = service.pid()
+    if running:
+        print(f"{service.name} already running (pid {running})")
+        return running
+    service.run_dir.mkdir(parents=True, exist_ok=True)
+    with service.log_file.open("ab") as log:
+        process = subprocess.Popen(
+            service.argv,
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: `down` reaches every child
+        )
+    service.pid_file.write_text(str(process.pid))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            service.pid_file.unlink(missing_ok=True)
+            raise SystemExit(f"{service.name} exited with code {process.returncode}; see {service.log_file}")
+        try:
+            requests.get(service.ready_url, timeout=2)
+            print(f"{service.name} up (pid {process.pid}), log: {service.log_file}")
+            return process.pid
+        except requests.RequestException:
+            time.sleep(0.5)
+    stop(service)
+    raise SystemExit(
+        f"{service.name} did not answer on {service.ready_url} within {timeout_s:.0f}s; see {service.log_file}"
+    )
+
+
+def stop(service: Service, grace_s: float = 30.0) -> bool:
+    pid = service.pid()
+    if pid is None:
+        service.pid_file.unlink(missing_ok=True)
+        return False
+    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            continue
+        break
+    service.pid_file.unlink(missing_ok=True)
+    print(f"{service.name} stopped (pid {pid})")
+    return True
+
+
+def wait_for_daemon(ui_url: str, timeout_s: float = 120.0) -> None:
+    """`dagster dev` answers HTTP before its daemon heartbeats; a backfill needs the daemon."""
+    from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
+
+    web = DagsterWebserver(ui_url)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if not web.unhealthy_daemons():
+                return
+        except WebserverError:
+            pass
+        time.sleep(1.0)
+    raise SystemExit(f"the Dagster daemon behind {ui_url} is not healthy after {timeout_s:.0f}s; see `make logs`")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="background", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "down", "status", "logs"])
+    parser.add_argument("--host", default=os.environ.get("STX_UI_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("STX_UI_PORT", "3000")))
+    parser.add_argument("--with-simulator", action="store_true", help="also the API simulator (demo)")
+    parser.add_argument("--simulator-port", type=int, default=int(os.environ.get("STX_SIMULATOR_PORT", "3999")))
+    args = parser.parse_args(argv)
+    dagster = dagster_service(args.host, args.port)
+    simulator = simulator_service(args.simulator_port)
+    services = [simulator, dagster]
+    if args.action == "up":
+        if args.with_simulator:
+            start(simulator)
+        start(dagster, env={"DAGSTER_HOME": os.environ.get("DAGSTER_HOME", str(PROJECT_ROOT))})
+        wait_for_daemon(f"http://{args.host}:{args.port}")
+        print(f"Dagster UI: http://{args.host}:{args.port}")
+    elif args.action == "down":
+        if not any([stop(dagster), stop(simulator)]):
+            print("nothing running")
+    elif args.action == "status":
+        for service in services:
+            pid = service.pid()
+            print(f"{service.name}: {f'running (pid {pid})' if pid else 'stopped'}")
+    elif args.action == "logs":
+        files = [str(s.log_file) for s in services if s.log_file.exists()]
+        if not files:
+            print("no logs yet: `make up` first")
+            return
+        os.execvp("tail", ["tail", "-n", "100", "-F", *files])
+
+
+if __name__ == "__main__":
+    main()
