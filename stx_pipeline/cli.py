@@ -139,11 +139,20 @@ def status(target_days: int, as_json: bool, no_instance: bool) -> None:
 @main.command()
 def dashboard() -> None:
     """Rebuild the wallet dashboard now (the same code as the wallet_dashboard asset)."""
-    from stx_pipeline.dashboard import build_dashboard_from_path
+    from stx_pipeline.dashboard import DashboardSourceError, build_dashboard_from_path
+    from stx_pipeline.storage import StorageError
 
     settings = _settings()
-    result = build_dashboard_from_path(settings.duckdb_path, settings.public_dir)
+    try:
+        result = build_dashboard_from_path(settings.duckdb_path, settings.public_dir)
+    except (DashboardSourceError, StorageError) as exc:
+        click.echo(f"Dashboard not built: {exc}", err=True)
+        sys.exit(1)
     click.echo(f"Dashboard written: {result.path} ({result.size_bytes:,} bytes)")
+    click.echo(
+        f"History {result.first_day} .. {result.last_day}: {result.days_covered} days stored, "
+        f"{len(result.missing_days)} missing"
+    )
 
 
 @main.command()

@@ -1,0 +1,106 @@
+"""One way to rebuild the published dashboard from the DuckDB file: the asset, the CLI and the benchmark share it.
+
+No Dagster import here: `stx-pipeline dashboard` should not pay for `import dagster`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+from stx_pipeline.dashboard.models import DashboardResult
+from stx_pipeline.dashboard.render import write_dashboard
+from stx_pipeline.storage import TABLE, connect_read_only, table_exists
+
+TOTALS_SCRIPT_ID = "stx-totals"
+NOT_INGESTED = "no transactions stored yet: backfill first"
+
+
+class DashboardSourceError(RuntimeError):
+    """The database holds nothing to build a dashboard from; the message says what to do."""
+
+
+def build_dashboard_from_path(
+    db_path: str | os.PathLike[str], public_dir: str | os.PathLike[str], built_at: datetime | None = None
+) -> DashboardResult:
+    """Read `db_path` read-only (waiting through writers' lock windows) and publish `public_dir/index.html`.
+
+    Raises DashboardSourceError when no transaction has been stored yet, rather than publishing an empty page
+    over a good one: a missing file or table means the pipeline was pointed at the wrong place or never ran.
+    """
+    db = Path(db_path)
+    if not db.exists():
+        raise DashboardSourceError(f"{NOT_INGESTED} (no database at {db}; is STX_DUCKDB_PATH right?)")
+    with connect_read_only(db) as conn:
+        if not table_exists(conn):
+            raise DashboardSourceError(f"{NOT_INGESTED} (table {TABLE} does not exist in {db})")
+        return write_dashboard(conn, Path(public_dir), built_at)
+
+
+@dataclass(frozen=True, slots=True)
+class TotalsComparison:
+    page: dict[str, object]
+    duckdb: dict[str, int]
+
+    @property
+    def matches(self) -> bool:
+        return all(self.page.get(k) == v for k, v in self.duckdb.items())
+
+
+class _ScriptText(HTMLParser):
+    """Text of the one <script id=...> element, read the way a browser's parser reads it."""
+
+    def __init__(self, element_id: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self._id = element_id
+        self._inside = False
+        self.found = 0
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script" and dict(attrs).get("id") == self._id:
+            self._inside = True
+            self.found += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self._inside:
+            self.text.append(data)
+
+
+def page_totals(page: str | os.PathLike[str]) -> dict[str, object]:
+    """The stx-totals JSON embedded in a published page."""
+    parser = _ScriptText(TOTALS_SCRIPT_ID)
+    parser.feed(Path(page).read_text("utf-8"))
+    parser.close()
+    if parser.found != 1:
+        raise ValueError(f"{page}: expected one <script id={TOTALS_SCRIPT_ID!r}>, found {parser.found}")
+    value = json.loads("".join(parser.text))
+    if not isinstance(value, dict):
+        raise ValueError(f"{page}: {TOTALS_SCRIPT_ID} is not a JSON object")
+    return value
+
+
+def compare_page_totals(page: str | os.PathLike[str], db_path: str | os.PathLike[str]) -> TotalsComparison:
+    """The page's totals against `SELECT count(*), sum(fee_ustx)` over every stored row, read-only."""
+    with connect_read_only(db_path) as conn:
+        row = conn.execute(f"SELECT count(*), coalesce(sum(fee_ustx), 0) FROM {TABLE}").fetchone()
+    count, fees = row if row else (0, 0)
+    return TotalsComparison(page=page_totals(page), duckdb={"transactions": int(count), "fees_ustx": int(fees)})
+
+
+__all__ = [
+    "NOT_INGESTED",
+    "DashboardSourceError",
+    "TotalsComparison",
+    "build_dashboard_from_path",
+    "compare_page_totals",
+    "page_totals",
+]
