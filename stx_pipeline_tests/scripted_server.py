@@ -56,9 +56,7 @@ class ScriptedServer:
                     server.seen.append(Seen(parts.path, parse_qs(parts.query), dict(self.headers.items())))
                     answer = server.queue.pop(0) if server.queue else server.default
                 if answer.reset:
-                    self.connection.setsockopt(
-                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                    )
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                     self.connection.close()
                     self.close_connection = True
                     return

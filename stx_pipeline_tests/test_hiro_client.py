@@ -49,9 +49,7 @@ def test_parse_retry_after_forms():
 
 
 def test_429_retry_after_seconds_is_honoured(server):
-    server.push(
-        Answer(429, {"error": "Too Many Requests"}, {"retry-after": "1", "ratelimit-remaining": "0"}), OK
-    )
+    server.push(Answer(429, {"error": "Too Many Requests"}, {"retry-after": "1", "ratelimit-remaining": "0"}), OK)
     client = make_client(server)
     started = time.monotonic()
     assert client.get_json("/extended/v1/tx") == {"ok": True}

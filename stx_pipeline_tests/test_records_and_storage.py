@@ -153,9 +153,7 @@ def test_a_failed_write_keeps_the_old_day(tmp_path):
     db = tmp_path / "t.duckdb"
     write(db, DAY, [record(i) for i in range(10)])
     good = records_to_table([record(i) for i in range(20)], DAY)
-    broken = good.set_column(
-        COLUMN_NAMES.index("sender_address"), "sender_address", pa.array([None] * 20, pa.string())
-    )
+    broken = good.set_column(COLUMN_NAMES.index("sender_address"), "sender_address", pa.array([None] * 20, pa.string()))
     conn = duckdb.connect(str(db))
     with pytest.raises(duckdb.ConstraintException):
         replace_day(conn, DAY, broken)  # NOT NULL fails on insert, after the delete
@@ -174,8 +172,7 @@ def test_read_only_connection_waits_through_a_write_window(tmp_path):
         [
             sys.executable,
             "-c",
-            f"import duckdb,time; c=duckdb.connect({str(db)!r}); print('held', flush=True); "
-            "time.sleep(1.5); c.close()",
+            f"import duckdb,time; c=duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep(1.5); c.close()",
         ],
         stdout=subprocess.PIPE,
         text=True,
