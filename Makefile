@@ -6,12 +6,19 @@ PYTHON_VERSION ?= 3.11
 UV_VERSION ?= 0.13.9
 VENV := .venv
 BIN := $(VENV)/bin
-export DAGSTER_HOME := $(CURDIR)
+# The instance lives in the project: dagster.yaml here, everything it writes under .dagster/.
+export DAGSTER_HOME ?= $(CURDIR)
 
-DAYS ?= 14
-TARGET_DAYS ?= $(DAYS)
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+SIM_PORT ?= 3999
+export STX_UI_URL ?= http://$(UI_HOST):$(UI_PORT)
+# DAYS for the new targets; TARGET_DAYS still works as in the old scripts.
+DAYS ?= $(if $(TARGET_DAYS),$(TARGET_DAYS),14)
+BG := $(BIN)/python -m stx_pipeline.operations.background --host $(UI_HOST) --port $(UI_PORT) --simulator-port $(SIM_PORT)
 
-.PHONY: help install test lint format
+.PHONY: help install test test-fast lint format up down logs ps backfill backfill-bg status dashboard demo demo-clean \
+	simulate backfill-wallet backfill-status backfill-tail backfill-stop
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -26,6 +33,9 @@ install: $(VENV)/.installed ## install the locked dependencies into .venv (only 
 test: install ## run the whole test suite
 	$(BIN)/pytest
 
+test-fast: install ## the suite without the end-to-end tests that start Dagster processes
+	$(BIN)/pytest -m "not slow"
+
 lint: install ## ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -33,3 +43,44 @@ lint: install ## ruff
 format: install ## ruff format + fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+demo: install ## offline demo: simulator + Dagster, a 14-day backfill, the dashboard, the status
+	DAYS=$(DAYS) STX_UI_HOST=$(UI_HOST) STX_UI_PORT=$(UI_PORT) STX_SIMULATOR_PORT=$(SIM_PORT) \
+		$(BIN)/python -m stx_pipeline.operations.demo
+
+demo-clean: down ## remove the demo's instance, database and page (demo/)
+	rm -rf demo
+
+up: install ## start the Dagster webserver + daemon in the background (UI on 127.0.0.1:3000)
+	$(BG) up
+
+down: install ## stop everything `make up` / `make demo` started
+	$(BG) down
+
+logs: install ## follow the background logs
+	$(BG) logs
+
+ps: install ## what is running in the background
+	$(BG) status
+
+simulate: install ## serve the API simulator in the foreground on SIM_PORT
+	$(BIN)/stx-pipeline simulate --port $(SIM_PORT)
+
+backfill: install ## launch a backfill of the last DAYS days and follow it (needs `make up`)
+	$(BIN)/stx-pipeline backfill --days $(DAYS) --wait
+
+backfill-bg: install ## launch a backfill of the last DAYS days and return (the daemon runs it)
+	$(BIN)/stx-pipeline backfill --days $(DAYS)
+
+status: install ## coverage of the last DAYS days, missing ranges, latest backfill
+	$(BIN)/stx-pipeline status --target-days $(DAYS)
+
+dashboard: install ## rebuild the wallet dashboard now
+	$(BIN)/stx-pipeline dashboard
+
+# The old script names, kept working.
+backfill-wallet: backfill ## (old name) = make backfill, with TARGET_DAYS
+backfill-status: status ## (old name) = make status, with TARGET_DAYS
+backfill-tail: logs ## (old name) = make logs
+backfill-stop: install ## (old name) cancel the running backfill (finished days stay)
+	$(BIN)/stx-pipeline cancel

@@ -31,13 +31,9 @@ def main() -> None:
 @click.option("--days", type=int, help="The last N complete UTC days (ending yesterday).")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First day (inclusive).")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last day (inclusive); default yesterday.")
-@click.option(
-    "--force", is_flag=True, help="Request every day of the window, not only missing or failed ones."
-)
+@click.option("--force", is_flag=True, help="Request every day of the window, not only missing or failed ones.")
 @click.option("--wait", "wait_", is_flag=True, help="Follow the backfill with a progress bar until it ends.")
-@click.option(
-    "--in-process", is_flag=True, help="Run the days here, batch by batch; no webserver or daemon needed."
-)
+@click.option("--in-process", is_flag=True, help="Run the days here, batch by batch; no webserver or daemon needed.")
 @click.option("--ui-url", envvar="STX_UI_URL", default="http://127.0.0.1:3000", show_default=True)
 def backfill(
     days: int | None,
@@ -91,9 +87,7 @@ def backfill(
             console.print(f"[red]{exc}[/red]")
             sys.exit(1)
     if outcome.failed:
-        console.print(
-            f"[red]Failed days ({len(outcome.failed)}):[/red] {', '.join(compact_ranges(outcome.failed))}"
-        )
+        console.print(f"[red]Failed days ({len(outcome.failed)}):[/red] {', '.join(compact_ranges(outcome.failed))}")
         console.print("Run the same backfill again to retry only those days.")
     elif outcome.followed_to_end:
         console.print(f"[green]All {len(outcome.requested)} days succeeded.[/green]")
@@ -160,9 +154,7 @@ def dashboard() -> None:
 @click.option("--port", default=3999, show_default=True, type=int)
 @click.option("--seed", default=7, show_default=True, type=int)
 @click.option("--txs-per-day", default=5000, show_default=True, type=int)
-@click.option(
-    "--rpm-limit", type=int, default=None, help="Requests per minute before 429 (default: unlimited)."
-)
+@click.option("--rpm-limit", type=int, default=None, help="Requests per minute before 429 (default: unlimited).")
 @click.option("--latency-ms", type=float, default=0.0, show_default=True)
 @click.option("--error-rate", type=float, default=0.0, show_default=True, help="Share of 5xx answers.")
 @click.option("--gone", is_flag=True, help="The v1 listing answers 410 Gone.")

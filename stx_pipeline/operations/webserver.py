@@ -63,6 +63,17 @@ query {
 }
 """
 
+CANCEL_BACKFILL = """
+mutation($backfillId: String!) {
+  cancelPartitionBackfill(backfillId: $backfillId) {
+    __typename
+    ... on CancelBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
 DAEMON_HEALTH = """
 query { instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } } }
 """
@@ -124,9 +135,7 @@ class DagsterWebserver:
                 "(or run the days in this process with `stx-pipeline backfill --in-process`)."
             ) from None
         if response.status_code != 200:
-            raise WebserverError(
-                f"The webserver at {self.url} answered HTTP {response.status_code} to GraphQL"
-            )
+            raise WebserverError(f"The webserver at {self.url} answered HTTP {response.status_code} to GraphQL")
         payload = response.json()
         if payload.get("errors"):
             raise WebserverError(f"GraphQL error from {self.url}: {payload['errors'][0].get('message')}")
@@ -145,9 +154,7 @@ class DagsterWebserver:
         statuses = data["instance"]["daemonHealth"]["allDaemonStatuses"]
         return [s["daemonType"] for s in statuses if s["required"] and not s["healthy"]]
 
-    def launch_backfill(
-        self, asset_path: list[str], partition_keys: list[str], title: str | None = None
-    ) -> str:
+    def launch_backfill(self, asset_path: list[str], partition_keys: list[str], title: str | None = None) -> str:
         """One asset partition backfill over these days (any set; the daemon chunks it by the backfill
         policy); returns its id."""
         params: dict[str, Any] = {"assetSelection": [{"path": asset_path}], "partitionNames": partition_keys}
@@ -180,6 +187,14 @@ class DagsterWebserver:
             materialized=counts["numPartitionsMaterialized"],
             failed=counts["numPartitionsFailed"],
         )
+
+    def cancel_backfill(self, backfill_id: str) -> None:
+        """Stop launching new runs of the backfill and cancel its running ones; finished days stay."""
+        result = self.query(CANCEL_BACKFILL, {"backfillId": backfill_id})["cancelPartitionBackfill"]
+        if result["__typename"] != "CancelBackfillSuccess":
+            raise WebserverError(
+                f"Could not cancel backfill {backfill_id}: {result.get('message') or result['__typename']}"
+            )
 
     def latest_backfill(self) -> dict[str, Any] | None:
         data = self.query(LATEST_BACKFILL)["partitionBackfillsOrError"]
