@@ -223,7 +223,7 @@ def test_render_page_is_deterministic(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 # The chart script runs under node against a stub DOM and Plotly: it must parse the embedded
-# JSON and call Plotly once per chart div. (No browser on this machine; see the Chromium test.)
+# JSON and call Plotly once per chart div, even where no browser is installed.
 _NODE_HARNESS = r"""
 const fs = require("fs");
 const html = fs.readFileSync(process.argv[2], "utf8");
@@ -249,19 +249,4 @@ def test_chart_script_draws_every_chart(site: DashboardResult, tmp_path: Path) -
     assert all(n >= 1 for n in drawn.values())
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
-def test_page_renders_in_headless_chromium(site: DashboardResult) -> None:
-    common = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000"]
-    url = site.path.resolve().as_uri()
-    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-    for chart in CHART_IDS:
-        block = dom.split(f'id="{chart}"', 1)[1].split("<figcaption", 1)[0]
-        assert "main-svg" in block, f"{chart} was not drawn"
-    artifacts = Path(__file__).resolve().parents[1] / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
-    shot = artifacts / "wallet-dashboard.png"
-    subprocess.run([*common, "--window-size=1400,4200", f"--screenshot={shot}", url], capture_output=True, timeout=120)
-    assert shot.is_file() and shot.stat().st_size > 10_000
+# The page in a real browser (charts drawn, console clean, screenshot): test_dashboard_browser.py.

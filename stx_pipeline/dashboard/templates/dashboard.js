@@ -62,17 +62,21 @@
     line("New, 7-day avg", d.day, d.new_ma7, COLORS[1], "dash")
   ], { xaxis: { title: { text: "Day (UTC)" } }, yaxis: { title: { text: "Wallets" } } }, days);
 
-  function periods(id, p, color, label) {
+  // Monthly bars span their month and ticks name it: with a few bars on a date axis Plotly would
+  // otherwise pick ticks such as "Dec 29". Weekly bars stay on their Monday.
+  function periods(id, p, color, label, period, tickformat) {
     var partial = p.complete.map(function (c) { return c ? 1 : 0.35; });
     draw(id, [{
-      type: "bar", name: label, x: p.start, y: p.active,
+      type: "bar", name: label, x: p.start, y: p.active, xperiod: period || undefined,
+      xperiodalignment: period ? "middle" : undefined,
       marker: { color: color, opacity: partial },
-      hovertemplate: "%{x}: %{y:,} wallets<extra></extra>"
-    }], { hovermode: "closest", showlegend: false, xaxis: { title: { text: label } },
+      hovertemplate: "%{x|" + tickformat + "}: %{y:,} wallets<extra></extra>"
+    }], { hovermode: "closest", showlegend: false,
+          xaxis: { title: { text: label }, dtick: period || undefined, tickformat: tickformat },
           yaxis: { title: { text: "Active wallets" } } }, p.start.length > 0);
   }
-  periods("chart-weekly-wallets", data.weekly, COLORS[0], "Week starting");
-  periods("chart-monthly-wallets", data.monthly, COLORS[2], "Month");
+  periods("chart-weekly-wallets", data.weekly, COLORS[0], "Week starting (Monday)", null, "%b %d");
+  periods("chart-monthly-wallets", data.monthly, COLORS[2], "Month", "M1", "%b %Y");
 
   var hasRatio = d.dau_mau.some(function (v) { return v !== null; });
   draw("chart-dau-mau", [
