@@ -108,30 +108,59 @@ def test_heights_continue_across_days(chain: SyntheticChain) -> None:
     assert today[-1]["block_height"] < tomorrow[0]["block_height"]
     assert today[-1]["burn_block_height"] + 1 == tomorrow[0]["burn_block_height"]
     between = chain.transactions_between(today[-1]["burn_block_time"], tomorrow[0]["burn_block_time"])
-    assert between[0]["tx_id"] != today[0]["tx_id"] and between[-1]["burn_block_time"] == tomorrow[0][
-        "burn_block_time"]
+    assert between[0]["tx_id"] != today[0]["tx_id"] and between[-1]["burn_block_time"] == tomorrow[0]["burn_block_time"]
 
 
 def test_transaction_objects_have_the_v1_shape(chain: SyntheticChain) -> None:
     txs = chain.day_transactions(DAY)
-    common = {"tx_id", "nonce", "fee_rate", "sender_address", "sponsored", "post_condition_mode",
-              "post_conditions", "anchor_mode", "block_hash", "block_height", "block_time", "block_time_iso",
-              "burn_block_time", "burn_block_time_iso", "burn_block_height", "parent_block_hash",
-              "parent_burn_block_time", "canonical", "microblock_canonical", "microblock_sequence",
-              "microblock_hash", "tx_index", "tx_status", "tx_type", "tx_result", "event_count", "events",
-              "execution_cost_read_count", "execution_cost_runtime", "vm_error", "is_unanchored"}
-    payload_keys = {"token_transfer": {"recipient_address", "amount", "memo"},
-                    "contract_call": {"contract_id", "function_name", "function_signature", "function_args"},
-                    "smart_contract": {"clarity_version", "contract_id", "source_code"},
-                    "coinbase_payload": {"data", "alt_recipient", "vrf_proof"},
-                    "tenure_change_payload": {"cause", "previous_tenure_end", "tenure_consensus_hash"}}
+    common = {
+        "tx_id",
+        "nonce",
+        "fee_rate",
+        "sender_address",
+        "sponsored",
+        "post_condition_mode",
+        "post_conditions",
+        "anchor_mode",
+        "block_hash",
+        "block_height",
+        "block_time",
+        "block_time_iso",
+        "burn_block_time",
+        "burn_block_time_iso",
+        "burn_block_height",
+        "parent_block_hash",
+        "parent_burn_block_time",
+        "canonical",
+        "microblock_canonical",
+        "microblock_sequence",
+        "microblock_hash",
+        "tx_index",
+        "tx_status",
+        "tx_type",
+        "tx_result",
+        "event_count",
+        "events",
+        "execution_cost_read_count",
+        "execution_cost_runtime",
+        "vm_error",
+        "is_unanchored",
+    }
+    payload_keys = {
+        "token_transfer": {"recipient_address", "amount", "memo"},
+        "contract_call": {"contract_id", "function_name", "function_signature", "function_args"},
+        "smart_contract": {"clarity_version", "contract_id", "source_code"},
+        "coinbase_payload": {"data", "alt_recipient", "vrf_proof"},
+        "tenure_change_payload": {"cause", "previous_tenure_end", "tenure_consensus_hash"},
+    }
     seen = set()
     for tx in txs:
         assert common <= tx.keys()
         assert isinstance(tx["fee_rate"], str) and tx["canonical"] is True and tx["events"] == []
         assert tx["microblock_sequence"] == 2147483647 and tx["microblock_hash"] == "0x"
-        key = {"coinbase": "coinbase_payload", "tenure_change": "tenure_change_payload"}.get(tx["tx_type"],
-                                                                                              tx["tx_type"])
+        key = {"coinbase": "coinbase_payload", "tenure_change": "tenure_change_payload"}.get(
+            tx["tx_type"], tx["tx_type"]
+        )
         assert payload_keys[key] <= tx[key].keys()
         seen.add(key)
         assert ("sponsor_address" in tx) == tx["sponsored"]
@@ -178,8 +207,9 @@ def test_generation_speed() -> None:
 # --- HTTP contract -----------------------------------------------------------------------------------
 
 
-def test_paging_a_day_returns_exactly_the_day(sim: SimulatorServer, session: requests.Session,
-                                              chain: SyntheticChain) -> None:
+def test_paging_a_day_returns_exactly_the_day(
+    sim: SimulatorServer, session: requests.Session, chain: SyntheticChain
+) -> None:
     ids: list[str] = []
     offset, total = 0, None
     start, end = day_bounds(DAY)
@@ -217,8 +247,9 @@ def test_time_bounds_are_inclusive(sim: SimulatorServer, session: requests.Sessi
     txs = chain.day_transactions(DAY)
     tenure_time = txs[len(txs) // 2]["burn_block_time"]
     expected = [tx["tx_id"] for tx in txs if tx["burn_block_time"] == tenure_time]
-    body = list_tx(sim, session, start_time=tenure_time, end_time=tenure_time, limit=50,
-                   sort_by="burn_block_time", order="asc").json()
+    body = list_tx(
+        sim, session, start_time=tenure_time, end_time=tenure_time, limit=50, sort_by="burn_block_time", order="asc"
+    ).json()
     assert body["total"] == len(expected)
     assert [tx["tx_id"] for tx in body["results"]] == expected[:50]
     after = list_tx(sim, session, start_time=tenure_time + 1, end_time=tenure_time, limit=1).json()
@@ -251,8 +282,13 @@ def test_rate_limit_and_headers(chain: SyntheticChain, session: requests.Session
         ok = [list_tx(sim, session, **day_params(limit=1)) for _ in range(3)]
         assert [r.status_code for r in ok] == [200, 200, 200]
         assert [r.headers["ratelimit-remaining"] for r in ok] == ["2", "1", "0"]
-        for name in ("ratelimit-limit", "ratelimit-reset", "x-ratelimit-cost-stacks",
-                     "x-ratelimit-limit-stacks-minute", "x-ratelimit-remaining-stacks-minute"):
+        for name in (
+            "ratelimit-limit",
+            "ratelimit-reset",
+            "x-ratelimit-cost-stacks",
+            "x-ratelimit-limit-stacks-minute",
+            "x-ratelimit-remaining-stacks-minute",
+        ):
             assert name in ok[0].headers
         assert int(ok[0].headers["ratelimit-reset"]) > time.time()
         limited = list_tx(sim, session, **day_params(limit=1))
@@ -345,18 +381,23 @@ def test_monthly_quota(sim: SimulatorServer, session: requests.Session) -> None:
     with_faults(sim, session, monthly_quota=2)
     first, second, third = (list_tx(sim, session, **day_params(limit=1)) for _ in range(3))
     assert first.headers["x-ratelimit-limit-stacks-month"] == "2"
-    assert [first.headers["x-ratelimit-remaining-stacks-month"],
-            second.headers["x-ratelimit-remaining-stacks-month"]] == ["1", "0"]
+    assert [
+        first.headers["x-ratelimit-remaining-stacks-month"],
+        second.headers["x-ratelimit-remaining-stacks-month"],
+    ] == ["1", "0"]
     assert third.status_code == 429
     assert third.headers["x-ratelimit-remaining-stacks-month"] == "0"
     assert int(third.headers["retry-after"]) > 0
 
 
-@pytest.mark.parametrize(("kind", "check"), [
-    ("missing_field", lambda tx: "sender_address" not in tx),
-    ("wrong_type", lambda tx: isinstance(tx["block_height"], str)),
-    ("unknown_enum", lambda tx: tx["tx_status"] == "future_status"),
-])
+@pytest.mark.parametrize(
+    ("kind", "check"),
+    [
+        ("missing_field", lambda tx: "sender_address" not in tx),
+        ("wrong_type", lambda tx: isinstance(tx["block_height"], str)),
+        ("unknown_enum", lambda tx: tx["tx_status"] == "future_status"),
+    ],
+)
 def test_corrupt_records(sim: SimulatorServer, session: requests.Session, kind: str, check: Any) -> None:
     with_faults(sim, session, corrupt=kind)
     for offset in (0, 50):
@@ -364,8 +405,7 @@ def test_corrupt_records(sim: SimulatorServer, session: requests.Session, kind: 
         assert len(rows) == 50 and sum(1 for tx in rows if check(tx)) == 1
 
 
-def test_total_drift_and_short_page(sim: SimulatorServer, session: requests.Session,
-                                    chain: SyntheticChain) -> None:
+def test_total_drift_and_short_page(sim: SimulatorServer, session: requests.Session, chain: SyntheticChain) -> None:
     real = chain.day_total(DAY)
     with_faults(sim, session, total_drift=True)
     totals = [list_tx(sim, session, **day_params(limit=50, offset=o)).json()["total"] for o in (0, 50, 100)]
@@ -409,8 +449,7 @@ def test_api_keys_are_counted_and_optionally_required(chain: SyntheticChain, ses
         wrong = session.get(f"{sim.url}/extended/v1/tx", headers={"x-api-key": "wrong"}, timeout=5)
         assert wrong.status_code == 401
         for _ in range(2):
-            ok = session.get(f"{sim.url}/extended/v1/tx", params={"limit": 1}, headers={"x-api-key": secret},
-                             timeout=5)
+            ok = session.get(f"{sim.url}/extended/v1/tx", params={"limit": 1}, headers={"x-api-key": secret}, timeout=5)
             assert ok.status_code == 200
         stats = sim.stats()
         assert stats["api_keys_seen"] == 2 and stats["requests_with_api_key"] == 3
@@ -453,20 +492,26 @@ def test_simulator_is_standalone() -> None:
 
     for source in pathlib.Path(package.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             for name in names:
                 top = name.split(".")[0]
                 assert name.startswith("stx_pipeline.simulator") or top in sys.stdlib_module_names, (
-                    f"{source.name} imports {name}")
+                    f"{source.name} imports {name}"
+                )
 
 
 def test_serve_prints_its_url_and_answers() -> None:
     import subprocess
     import sys
 
-    code = ("from stx_pipeline.simulator import serve, ChainConfig; "
-            "serve(port=0, chain_config=ChainConfig(txs_per_day=500))")
+    code = (
+        "from stx_pipeline.simulator import serve, ChainConfig; "
+        "serve(port=0, chain_config=ChainConfig(txs_per_day=500))"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

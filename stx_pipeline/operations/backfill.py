@@ -96,9 +96,7 @@ def ensure_daemon(web: DagsterWebserver) -> None:
 
 def launch(web: DagsterWebserver, days: list[dt.date]) -> str:
     keys = [d.isoformat() for d in days]
-    title = f"stx-pipeline backfill {compact_ranges(days)[0]}" + (
-        " ..." if len(contiguous_runs(days)) > 1 else ""
-    )
+    title = f"stx-pipeline backfill {compact_ranges(days)[0]}" + (" ..." if len(contiguous_runs(days)) > 1 else "")
     return web.launch_backfill(ASSET_PATH, keys, title=title)
 
 
@@ -154,9 +152,7 @@ def plan_via_instance(window: list[dt.date], db_path: str, force: bool) -> DayPl
     resolve_dagster_home()
     with dg.DagsterInstance.get() as instance:
         by_key = (
-            instance.get_status_by_partition(
-                dg.AssetKey(ASSET_PATH), [d.isoformat() for d in window], daily_partitions
-            )
+            instance.get_status_by_partition(dg.AssetKey(ASSET_PATH), [d.isoformat() for d in window], daily_partitions)
             or {}
         )
     statuses = {dt.date.fromisoformat(k): (v.value if v is not None else None) for k, v in by_key.items()}

@@ -96,9 +96,7 @@ def _apply_statuses(report: StatusReport, window: list[dt.date], statuses: dict[
     report.days_materialized = sum(1 for d in window if per_day[d] == MATERIALIZED)
     report.days_failed = compact_ranges(d for d in window if per_day[d] == FAILED)
     report.days_in_progress = compact_ranges(d for d in window if per_day[d] == IN_PROGRESS)
-    report.days_missing = compact_ranges(
-        d for d in window if per_day[d] not in (MATERIALIZED, FAILED, IN_PROGRESS)
-    )
+    report.days_missing = compact_ranges(d for d in window if per_day[d] not in (MATERIALIZED, FAILED, IN_PROGRESS))
 
 
 def _instance_part(report: StatusReport, window: list[dt.date], web: DagsterWebserver) -> None:
