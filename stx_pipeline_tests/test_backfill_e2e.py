@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import duckdb
 import pytest
@@ -19,7 +20,8 @@ def stored(env: dict[str, str], days: list[dt.date]) -> dict[dt.date, int]:
     with duckdb.connect(env["STX_DUCKDB_PATH"], read_only=True) as conn:
         rows = dict(
             conn.execute(
-                "SELECT partition_date, count(*) FROM stx_transactions WHERE partition_date >= ? AND partition_date <= ? GROUP BY 1",
+                "SELECT partition_date, count(*) FROM stx_transactions "
+                "WHERE partition_date >= ? AND partition_date <= ? GROUP BY 1",
                 [days[0], days[-1]],
             ).fetchall()
         )
@@ -95,3 +97,30 @@ def test_without_a_webserver_the_cli_says_so_at_once(tmp_path, simulator):
     result = cli(["backfill", "--days", "3", "--wait"], env, timeout=60)
     assert result.returncode == 1
     assert "No Dagster webserver" in result.stdout and "make up" in result.stdout
+
+
+SENSOR_RUNS = """
+query {
+  runsOrError(filter: {tags: [{key: "dagster/sensor_name", value: "daily_topup"}]}) {
+    ... on Runs { results { runId status tags { key value } } }
+  }
+}
+"""
+
+
+def test_a_real_daemon_tick_of_daily_topup_launches_the_runs(tmp_path, simulator, small_chain):
+    env = pipeline_env(tmp_path, simulator.url, STX_DAILY_TOPUP="on", STX_TARGET_DAYS="2", STX_TOPUP_DELAY_HOURS="0")
+    days = window(last_complete_day(), 2)
+    with dagster_dev(tmp_path, env) as ui:
+        deadline = time.monotonic() + 240
+        runs: list[dict] = []
+        while time.monotonic() < deadline:
+            data = requests.post(f"{ui}/graphql", json={"query": SENSOR_RUNS}, timeout=10).json()
+            runs = data["data"]["runsOrError"]["results"]
+            if len(runs) >= 2 and all(r["status"] in ("SUCCESS", "FAILURE") for r in runs):
+                break
+            time.sleep(3)
+        reasons = sorted(next(t["value"] for t in r["tags"] if t["key"] == "stx-pipeline/topup-reason") for r in runs)
+        assert reasons == ["final", "missing"], runs
+        assert all(r["status"] == "SUCCESS" for r in runs), runs
+    assert stored(env, days) == {d: small_chain.day_total(d) for d in days}
