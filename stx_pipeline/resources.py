@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -15,6 +14,7 @@ from pydantic import Field
 from stx_pipeline.hiro import HiroClient
 from stx_pipeline.hiro.client import Logger
 from stx_pipeline.settings import Settings
+from stx_pipeline.storage.backend import open_storage
 
 
 class HiroApiResource(dg.ConfigurableResource):
@@ -47,16 +47,11 @@ class HiroApiResource(dg.ConfigurableResource):
 def write_connection(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived read-write connection that is closed even when the write fails.
 
-    DuckDBResource retries the file lock on open but does not close in a `finally`; closing twice is
-    harmless, so close here as well.
+    STX_STORAGE picks the backend (stx_pipeline.storage.backend): the DuckDB file through this DuckDBResource
+    (it retries the file lock on open), or the DuckLake lake, where the resource is not used.
     """
-    if resource.database != ":memory:":
-        Path(resource.database).parent.mkdir(parents=True, exist_ok=True)
-    with resource.get_connection() as conn:
-        try:
-            yield conn
-        finally:
-            conn.close()
+    with open_storage(resource.database, resource).write_connection() as conn:
+        yield conn
 
 
 def resources_from_env(settings: Settings) -> dict[str, dg.ConfigurableResource]:

@@ -61,6 +61,10 @@ class Settings:
     public_dir: str
     topup_delay_hours: float
     days_per_run: int
+    # Where the history lives (stx_pipeline.storage.backend): "duckdb" (the file above) or "ducklake".
+    storage: str = "duckdb"
+    ducklake_catalog: str | None = None  # e.g. "postgres:dbname=lake host=... user=..."
+    ducklake_data_path: str = "data/lake"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -75,6 +79,7 @@ class Settings:
         if not api_url.startswith(("http://", "https://")):
             raise SettingsError(f"STX_API_URL={api_url!r} must start with http:// or https://")
         rpm_raw = os.environ.get("STX_REQUESTS_PER_MINUTE", "").strip()
+        storage, ducklake_catalog, ducklake_data_path = storage_env()
         return cls(
             api_url=api_url,
             requests_per_minute=_float_env("STX_REQUESTS_PER_MINUTE", 0, 0) if rpm_raw else None,
@@ -84,4 +89,24 @@ class Settings:
             public_dir=_env("STX_PUBLIC_DIR", "public/wallet"),
             topup_delay_hours=_float_env("STX_TOPUP_DELAY_HOURS", 2.0, 0.0),
             days_per_run=_int_env("STX_DAYS_PER_RUN", 5, 1),
+            storage=storage,
+            ducklake_catalog=ducklake_catalog,
+            ducklake_data_path=ducklake_data_path,
         )
+
+
+STORAGE_BACKENDS = ("duckdb", "ducklake")
+
+
+def storage_env() -> tuple[str, str | None, str]:
+    """(STX_STORAGE, STX_DUCKLAKE_CATALOG, STX_DUCKLAKE_DATA_PATH), validated; readers use it without the rest."""
+    storage = _env("STX_STORAGE", "duckdb").lower()
+    if storage not in STORAGE_BACKENDS:
+        raise SettingsError(f"STX_STORAGE={storage!r} must be one of {', '.join(STORAGE_BACKENDS)}")
+    catalog = _env("STX_DUCKLAKE_CATALOG", "") or None
+    if storage == "ducklake" and not catalog:
+        # No silent default: a file catalog would bring back the single-writer lock DuckLake is chosen to avoid.
+        raise SettingsError(
+            "STX_STORAGE=ducklake needs STX_DUCKLAKE_CATALOG, e.g. 'postgres:dbname=lake host=127.0.0.1 user=postgres'"
+        )
+    return storage, catalog, _env("STX_DUCKLAKE_DATA_PATH", "data/lake")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from stx_pipeline.dashboard.models import DashboardResult
 from stx_pipeline.dashboard.render import write_dashboard
-from stx_pipeline.storage import TABLE, connect_read_only, table_exists
+from stx_pipeline.storage import TABLE, table_exists
+from stx_pipeline.storage.backend import open_storage
 
 TOTALS_SCRIPT_ID = "stx-totals"
 NOT_INGESTED = "no transactions stored yet: backfill first"
@@ -32,12 +33,12 @@ def build_dashboard_from_path(
     Raises DashboardSourceError when no transaction has been stored yet, rather than publishing an empty page
     over a good one: a missing file or table means the pipeline was pointed at the wrong place or never ran.
     """
-    db = Path(db_path)
-    if not db.exists():
-        raise DashboardSourceError(f"{NOT_INGESTED} (no database at {db}; is STX_DUCKDB_PATH right?)")
-    with connect_read_only(db) as conn:
+    storage = open_storage(db_path)  # STX_STORAGE: this DuckDB file, or the DuckLake lake
+    if not storage.exists():
+        raise DashboardSourceError(f"{NOT_INGESTED} (no database at {Path(db_path)}; is STX_DUCKDB_PATH right?)")
+    with storage.read_connection() as conn:
         if not table_exists(conn):
-            raise DashboardSourceError(f"{NOT_INGESTED} (table {TABLE} does not exist in {db})")
+            raise DashboardSourceError(f"{NOT_INGESTED} (table {TABLE} does not exist in {storage.describe()})")
         return write_dashboard(conn, Path(public_dir), built_at)
 
 
@@ -90,7 +91,7 @@ def page_totals(page: str | os.PathLike[str]) -> dict[str, object]:
 
 def compare_page_totals(page: str | os.PathLike[str], db_path: str | os.PathLike[str]) -> TotalsComparison:
     """The page's totals against `SELECT count(*), sum(fee_ustx)` over every stored row, read-only."""
-    with connect_read_only(db_path) as conn:
+    with open_storage(db_path).read_connection() as conn:
         row = conn.execute(f"SELECT count(*), coalesce(sum(fee_ustx), 0) FROM {TABLE}").fetchone()
     count, fees = row if row else (0, 0)
     return TotalsComparison(page=page_totals(page), duckdb={"transactions": int(count), "fees_ustx": int(fees)})

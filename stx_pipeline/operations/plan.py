@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from stx_pipeline.storage import StorageError, connect_read_only, day_counts
+from stx_pipeline.storage import StorageError, day_counts
+from stx_pipeline.storage.backend import open_storage
 
 MATERIALIZED = "MATERIALIZED"
 FAILED = "FAILED"
@@ -38,7 +39,7 @@ class DayPlan:
 
 def stored_rows_by_day(db_path: str | Path, days: Iterable[dt.date]) -> dict[dt.date, int] | None:
     try:
-        with connect_read_only(db_path) as conn:
+        with open_storage(db_path).read_connection() as conn:
             return day_counts(conn, days)
     except StorageError:
         return None

@@ -16,7 +16,8 @@ from typing import Any
 from stx_pipeline.operations.plan import FAILED, IN_PROGRESS, MATERIALIZED, normalise
 from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
 from stx_pipeline.operations.window import compact_ranges, expand_status_ranges, last_complete_day
-from stx_pipeline.storage import TABLE, StorageError, connect_read_only, table_exists
+from stx_pipeline.storage import TABLE, StorageError, table_exists
+from stx_pipeline.storage.backend import Storage, open_storage
 
 USER_TX_TYPES = ("token_transfer", "contract_call", "smart_contract")
 
@@ -65,8 +66,8 @@ class StatusReport:
         return data
 
 
-def _storage_part(report: StatusReport, window: list[dt.date]) -> None:
-    with connect_read_only(report.database) as conn:
+def _storage_part(report: StatusReport, window: list[dt.date], storage: Storage) -> None:
+    with storage.read_connection() as conn:
         if not table_exists(conn):
             report.missing_in_storage = compact_ranges(window)
             return
@@ -143,16 +144,18 @@ def build_report(
     end = last_complete_day(now)
     window = [end - dt.timedelta(days=i) for i in range(target_days - 1, -1, -1)]
     path = Path(db_path)
+    storage = open_storage(db_path)  # STX_STORAGE: this DuckDB file (no extension loaded), or the DuckLake lake
+    is_file = storage.kind == "duckdb"
     report = StatusReport(
-        database=str(path.resolve()),
-        database_bytes=path.stat().st_size if path.exists() else None,
+        database=str(path.resolve()) if is_file else storage.describe(),
+        database_bytes=path.stat().st_size if is_file and path.exists() else None,
         target_days=target_days,
         target_start=window[0].isoformat(),
         target_end=end.isoformat(),
     )
     try:
-        if path.exists():
-            _storage_part(report, window)
+        if storage.exists():
+            _storage_part(report, window, storage)
         else:
             report.missing_in_storage = compact_ranges(window)
     except StorageError as exc:

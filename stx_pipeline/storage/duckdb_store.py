@@ -6,6 +6,7 @@ file. Writers get their connection from dagster-duckdb's DuckDBResource (see stx
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from collections.abc import Iterable, Iterator
@@ -39,38 +40,61 @@ def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=1)
 
 
+def is_write_conflict(exc: BaseException) -> bool:
+    """A concurrent writer committed first (DuckLake: "Transaction conflict"); the whole transaction may be retried."""
+    return isinstance(exc, duckdb.TransactionException) and "conflict" in str(exc).lower()
+
+
+# DuckLake writers replacing different days still conflict at commit (both touch the one table); retrying the whole
+# day's transaction with randomized exponential backoff lands every day (see docs/DEPLOY.md). The embedded file has
+# one writer at a time, so there this never triggers.
+WRITE_CONFLICT_RETRY = {
+    "retry": tenacity.retry_if_exception(is_write_conflict),
+    "wait": tenacity.wait_random_exponential(multiplier=0.1, max=5.0),
+    "stop": tenacity.stop_after_delay(float(os.environ.get("STX_WRITE_CONFLICT_TIMEOUT_S", "300"))),
+    "reraise": True,
+}
+
+
+def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    # A failed COMMIT has already ended the transaction: nothing to roll back, and the real error must surface.
+    with contextlib.suppress(duckdb.TransactionException):
+        conn.execute("ROLLBACK")
+
+
 def replace_day(conn: duckdb.DuckDBPyConnection, day: dt.date, rows: Any) -> int:
     """Replace one UTC day (half-open on burn_block_time) with `rows` in ONE transaction.
 
     `rows` is an Arrow table (or anything DuckDB scans) with the schema's columns in order. A tx_id
     already stored under another day is moved: after a reorganisation the newest listing is the truth,
-    and tx_id stays unique. On any error the transaction is rolled back and the day keeps its old rows.
+    and tx_id stays unique. On any error the transaction is rolled back and the day keeps its old rows;
+    a write conflict with a concurrent writer (DuckLake) retries the whole transaction.
     """
     start, end = _day_bounds(day)
     columns = ", ".join(COLUMN_NAMES)
     conn.register("incoming_day", rows)
-    try:
+
+    def attempt() -> None:
         conn.execute("BEGIN TRANSACTION")
         try:
             ensure_schema(conn)
-            conn.execute(
-                f"DELETE FROM {TABLE} WHERE burn_block_time >= ? AND burn_block_time < ?", [start, end]
-            )
+            conn.execute(f"DELETE FROM {TABLE} WHERE burn_block_time >= ? AND burn_block_time < ?", [start, end])
             conn.execute(f"DELETE FROM {TABLE} WHERE tx_id IN (SELECT tx_id FROM incoming_day)")
             conn.execute(f"INSERT INTO {TABLE} ({columns}) SELECT {columns} FROM incoming_day")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
+
+    try:
+        tenacity.Retrying(**WRITE_CONFLICT_RETRY)(attempt)  # type: ignore[arg-type]
     finally:
         conn.unregister("incoming_day")
     return len(rows)
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [TABLE]
-    ).fetchone()
+    row = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [TABLE]).fetchone()
     return bool(row and row[0])
 
 
@@ -81,8 +105,7 @@ def day_counts(conn: duckdb.DuckDBPyConnection, days: Iterable[dt.date]) -> dict
     if not wanted or not table_exists(conn):
         return counts
     rows = conn.execute(
-        f"SELECT partition_date, count(*) FROM {TABLE} WHERE partition_date >= ? AND partition_date <= ? "
-        "GROUP BY 1",
+        f"SELECT partition_date, count(*) FROM {TABLE} WHERE partition_date >= ? AND partition_date <= ? GROUP BY 1",
         [wanted[0], wanted[-1]],
     ).fetchall()
     for day, count in rows:
@@ -115,9 +138,7 @@ def day_content_hash(conn: duckdb.DuckDBPyConnection, day: dt.date) -> str:
 def stored_days(conn: duckdb.DuckDBPyConnection) -> dict[dt.date, int]:
     if not table_exists(conn):
         return {}
-    return dict(
-        conn.execute(f"SELECT partition_date, count(*) FROM {TABLE} GROUP BY 1 ORDER BY 1").fetchall()
-    )
+    return dict(conn.execute(f"SELECT partition_date, count(*) FROM {TABLE} GROUP BY 1 ORDER BY 1").fetchall())
 
 
 @contextmanager
