@@ -1,4 +1,4 @@
-"""The `stx-pipeline` command: backfill | status | dashboard | simulate.
+"""The `stx-pipeline` command: backfill | status | dashboard | migrate | simulate.
 
 Imports stay inside the commands: `status` must answer in well under a second, and `import dagster`
 alone costs more than that.
@@ -147,6 +147,38 @@ def dashboard() -> None:
         f"History {result.first_day} .. {result.last_day}: {result.days_covered} days stored, "
         f"{len(result.missing_days)} missing"
     )
+
+
+@main.command()
+@click.option("--to", "target", type=click.Choice(["ducklake", "duckdb"]), required=True, help="Where to copy to.")
+@click.option("--overwrite", is_flag=True, help="Replace the target's rows when it already holds some.")
+def migrate(target: str, overwrite: bool) -> None:
+    """Copy the whole history between STX_DUCKDB_PATH and the DuckLake lake (STX_DUCKLAKE_*), then verify it.
+
+    One transaction on the target; every day's row count and content hash are compared afterwards. Stop the
+    pipeline first, then set STX_STORAGE to the target.
+    """
+    from stx_pipeline.storage import StorageError
+    from stx_pipeline.storage.backend import DuckLakeStorage
+    from stx_pipeline.storage.migrate import migrate as migrate_history
+
+    settings = _settings()
+    if not settings.ducklake_catalog:
+        raise click.UsageError("set STX_DUCKLAKE_CATALOG (and STX_DUCKLAKE_DATA_PATH) to the lake to migrate with")
+    lake = DuckLakeStorage(settings.ducklake_catalog, settings.ducklake_data_path)
+    try:
+        result = migrate_history(settings.duckdb_path, lake, target, overwrite=overwrite)
+    except StorageError as exc:
+        click.echo(f"Not migrated: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"Copied {result.rows:,} rows over {result.days} days: {result.source} -> {result.target}")
+    if result.replaced_rows:
+        click.echo(f"Replaced {result.replaced_rows:,} rows the target held before.")
+    if not result.verified:
+        days = ", ".join(d.isoformat() for d in result.mismatched_days[:10])
+        click.echo(f"VERIFY FAILED: {len(result.mismatched_days)} days differ ({days})", err=True)
+        sys.exit(1)
+    click.echo(f"Verified: every day's row count and content hash match. Now set STX_STORAGE={target}.")
 
 
 @main.command()
