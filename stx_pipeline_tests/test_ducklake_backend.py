@@ -159,6 +159,7 @@ def _materialize_days(first: str, last: str, env: dict[str, str]) -> tuple[str, 
     return first, result.success, checks
 
 
+@pytest.mark.slow
 def test_thirty_days_by_eight_concurrent_runs_land_exactly_once(
     tmp_path,
     simulator,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -53,6 +54,8 @@ WRITE_CONFLICT_RETRY = {
     "wait": tenacity.wait_random_exponential(multiplier=0.1, max=5.0),
     "stop": tenacity.stop_after_delay(float(os.environ.get("STX_WRITE_CONFLICT_TIMEOUT_S", "300"))),
     "reraise": True,
+    # Visible in the run's logs: frequent retries mean too many writers for one table's commit rate.
+    "before_sleep": tenacity.before_sleep_log(logging.getLogger(__name__), logging.INFO),
 }
 
 
