@@ -13,6 +13,7 @@ from pydantic import Field
 
 from stx_pipeline.hiro import HiroClient
 from stx_pipeline.hiro.client import Logger
+from stx_pipeline.hiro.strategy import DayFetcher
 from stx_pipeline.settings import Settings
 from stx_pipeline.storage.backend import open_storage
 
@@ -29,6 +30,7 @@ class HiroApiResource(dg.ConfigurableResource):
     read_timeout_s: float = 30.0
     max_attempts: int = Field(default=8, description="Attempts per request on transient failures")
     page_workers: int = Field(default=4, description="Pages of one day fetched concurrently (within budget)")
+    strategy: str = Field(default="auto", description="STX_API_STRATEGY: v1, v3, or auto (v1 until it answers 410)")
 
     def client(self, logger: Logger | None = None) -> HiroClient:
         return HiroClient(
@@ -41,6 +43,10 @@ class HiroApiResource(dg.ConfigurableResource):
             logger=logger,
             pool_size=max(4, self.page_workers * 2),
         )
+
+    def day_fetcher(self, client: HiroClient, logger: Logger | None = None) -> DayFetcher:
+        """Lists days with the configured strategy; one per run, so an `auto` switch to v3 lasts the run."""
+        return DayFetcher(client, self.strategy, page_workers=self.page_workers, logger=logger)
 
 
 @contextmanager
@@ -64,6 +70,7 @@ def resources_from_env(settings: Settings) -> dict[str, dg.ConfigurableResource]
             base_url=settings.api_url,
             api_key=api_key,
             requests_per_minute=settings.requests_per_minute,
+            strategy=settings.api_strategy,
         ),
         "duckdb": DuckDBResource(database=settings.duckdb_path),
     }

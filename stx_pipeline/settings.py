@@ -65,6 +65,8 @@ class Settings:
     storage: str = "duckdb"
     ducklake_catalog: str | None = None  # e.g. "postgres:dbname=lake host=... user=..."
     ducklake_data_path: str = "data/lake"
+    # Listing endpoint (stx_pipeline.hiro.strategy): v1 offset paging, v3 cursor paging, or v1 until it answers 410.
+    api_strategy: str = "auto"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -92,7 +94,18 @@ class Settings:
             storage=storage,
             ducklake_catalog=ducklake_catalog,
             ducklake_data_path=ducklake_data_path,
+            api_strategy=_api_strategy_env(),
         )
+
+
+API_STRATEGIES = ("v1", "v3", "auto")
+
+
+def _api_strategy_env() -> str:
+    strategy = _env("STX_API_STRATEGY", "auto").lower()
+    if strategy not in API_STRATEGIES:
+        raise SettingsError(f"STX_API_STRATEGY={strategy!r} must be one of {', '.join(API_STRATEGIES)}")
+    return strategy
 
 
 STORAGE_BACKENDS = ("duckdb", "ducklake")

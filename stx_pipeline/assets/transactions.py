@@ -10,7 +10,7 @@ import time
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from stx_pipeline.hiro import EndpointGoneError, HiroApiError, QuotaExhaustedError, fetch_day, records_to_table
+from stx_pipeline.hiro import EndpointGoneError, HiroApiError, QuotaExhaustedError, records_to_table
 from stx_pipeline.hiro.transactions import day_window
 from stx_pipeline.partitions import daily_partitions
 from stx_pipeline.resources import HiroApiResource, write_connection
@@ -103,9 +103,10 @@ def stx_transactions(
     first_time: int | None = None
     last_time: int | None = None
     with hiro.client(context.log) as client:
+        fetcher = hiro.day_fetcher(client, context.log)  # STX_API_STRATEGY; an `auto` switch to v3 lasts the run
         for day in days:
             try:
-                fetched = fetch_day(client, day, page_workers=hiro.page_workers)
+                fetched = fetcher.fetch(day)
                 table = records_to_table(fetched.records, day, window=day_window(day))
             except HiroApiError as exc:
                 failures[day] = exc
@@ -125,6 +126,8 @@ def stx_transactions(
                     "day": day.isoformat(),
                     "rows": fetched.total,
                     "pages": fetched.pages,
+                    "strategy": fetched.strategy,
+                    "requests": fetched.requests,
                     "fetch_s": round(fetched.seconds, 2),
                     "write_s": round(write_s, 3),
                 }
@@ -157,6 +160,8 @@ def stx_transactions(
             "first_burn_block_time": dg.MetadataValue.text(_iso(first_time) or "-"),
             "last_burn_block_time": dg.MetadataValue.text(_iso(last_time) or "-"),
             "per_day": dg.MetadataValue.json(per_day),
+            "api_strategy": dg.MetadataValue.text(fetcher.active),
+            "switched_to_v3": dg.MetadataValue.bool(fetcher.switched_to_v3),
         },
         check_results=[
             dg.AssetCheckResult(

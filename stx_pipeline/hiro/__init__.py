@@ -10,10 +10,13 @@ from stx_pipeline.hiro.errors import (
     RetriesExhaustedError,
 )
 from stx_pipeline.hiro.records import records_to_table
+from stx_pipeline.hiro.strategy import STRATEGIES, DayFetcher
 from stx_pipeline.hiro.transactions import DayFetch, day_window, fetch_day
 
 __all__ = [
+    "STRATEGIES",
     "DayFetch",
+    "DayFetcher",
     "EndpointGoneError",
     "HiroApiError",
     "HiroClient",

@@ -41,7 +41,7 @@ _HINTS = {
     401: "the API key was refused: check HIRO_API_KEY (or unset it to use the keyless budget)",
     403: "access is forbidden for this key or IP: check HIRO_API_KEY and the key's plan",
     404: "the API does not know this endpoint or object: check STX_API_URL",
-    410: "the API retired this endpoint (Gone); use a newer listing strategy or upgrade stx-pipeline",
+    410: "the API retired this endpoint (Gone); set STX_API_STRATEGY=v3 (or auto) to list through /extended/v3",
 }
 
 

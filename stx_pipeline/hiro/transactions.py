@@ -33,6 +33,9 @@ class DayFetch:
     records: list[dict[str, Any]]
     pages: int
     seconds: float
+    strategy: str = "v1"  # which listing produced the day: v1 (offset, /extended/v1/tx) or v3 (cursor)
+    requests: int = 0  # API calls the day cost, boundary search included
+    boundary_requests: int = 0  # of which finding the day's block heights (v3 only)
 
     @property
     def first_burn_block_time(self) -> int | None:
@@ -116,4 +119,5 @@ def fetch_day(client: HiroClient, day: dt.date, *, page_workers: int = 4) -> Day
         records=records,
         pages=1 + len(offsets),
         seconds=time.monotonic() - started,
+        requests=1 + len(offsets),
     )

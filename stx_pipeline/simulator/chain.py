@@ -64,6 +64,7 @@ class _Block:
 class _Day:
     txs: list[Tx]
     burn_times: list[int]  # parallel to txs, for bisecting time windows
+    heights: list[int]  # parallel to txs, for bisecting block heights (v3 cursors, per-block counts)
 
 
 def day_bounds(day: dt.date) -> tuple[int, int]:
@@ -128,6 +129,11 @@ class SyntheticChain:
         joined = "\n".join(tx["tx_id"] for tx in self._day(day).txs)
         return hashlib.sha256(joined.encode()).hexdigest()
 
+    def day_rows(self, day: dt.date) -> tuple[list[Tx], list[int]]:
+        """The day's transactions (read-only, chain order) and their block heights, for bisecting."""
+        cached = self._day(day)
+        return cached.txs, cached.heights
+
     def day_index(self, day: dt.date) -> int:
         return (day - self.config.genesis).days
 
@@ -178,7 +184,7 @@ class SyntheticChain:
     def _generate(self, day: dt.date) -> _Day:
         index = self.day_index(day)
         if index < 0:
-            return _Day([], [])
+            return _Day([], [], [])
         rng = random.Random(f"stx-sim:{self.config.seed}:{day.isoformat()}")
         user_count = self.day_total(day) - TENURES_PER_DAY * SYSTEM_TXS_PER_TENURE
         per_tenure = _apportion(user_count, _tenure_weights(rng))
@@ -190,7 +196,7 @@ class SyntheticChain:
             tenure = index * TENURES_PER_DAY + i
             txs.extend(gen.tenure(tenure, senders[cursor:cursor + count]))
             cursor += count
-        return _Day(txs, [tx["burn_block_time"] for tx in txs])
+        return _Day(txs, [tx["burn_block_time"] for tx in txs], [tx["block_height"] for tx in txs])
 
     def _day_senders(self, rng: random.Random, index: int, count: int) -> list[int]:
         """Sender wallet of each user transaction of the day, shuffled."""

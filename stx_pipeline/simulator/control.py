@@ -35,6 +35,7 @@ class Admission:
     headers: dict[str, str] = field(default_factory=dict)
     error_status: int | None = None
     error_body: dict[str, Any] | None = None
+    sequence: int = 0  # 1-based number of this API request since the fault config was set
 
 
 class Controller:
@@ -77,6 +78,7 @@ class Controller:
         self._burst_counter = 0
         self._burst_left = 0
         self._drift = 0
+        self._sequence = 0
 
     # --- gateway -----------------------------------------------------------------------------------
 
@@ -89,7 +91,8 @@ class Controller:
                 self._with_key += 1
                 self._keys_seen.add(hashlib.sha256(self._salt + api_key.encode()).digest())
             faults = self._faults
-            admission = Admission()
+            self._sequence += 1
+            admission = Admission(sequence=self._sequence)
             headers = admission.headers
             headers["x-ratelimit-cost-stacks"] = "1"
             quota_left: int | None = None
@@ -183,6 +186,12 @@ class Controller:
                     return kind, status
                 roll -= rate
             return None
+
+    def is_gone(self, admission: Admission) -> bool:
+        """Whether v1 answers 410 for this request (switched on, or the mid-run sunset has come)."""
+        faults = self._faults
+        after = faults.gone_after_requests
+        return faults.gone or (after is not None and admission.sequence > after)
 
     def next_drift(self) -> int:
         """How much to add to `total` for this listing page (0 on the first, then 1, 2, ...)."""

@@ -28,6 +28,9 @@ class FaultConfig:
     burst_429_length: int = 3  # ... this many requests long
     retry_after_mode: str = "seconds"  # seconds | http-date | zero | none
     gone: bool = False  # /extended/v1/tx answers 410 (the v9 sunset switch)
+    # The sunset arriving mid-run: v1 answers 410 from the Nth API request after this config was set.
+    gone_after_requests: int | None = None
+    no_by_block_time: bool = False  # a pre-v9 server: /extended/v2/blocks/by-block-time/{ts} is an unknown route
     monthly_quota: int | None = None  # API requests allowed this month
     fail_days: list[str] = field(default_factory=list)  # ISO dates whose listings always answer 500
     malformed_json_rate: float = 0  # a 200 whose body is not JSON
@@ -53,6 +56,8 @@ class FaultConfig:
             raise ValueError("burst_429_every and burst_429_length must be >= 0")
         if self.monthly_quota is not None and self.monthly_quota < 0:
             raise ValueError("monthly_quota must be >= 0 or null")
+        if self.gone_after_requests is not None and self.gone_after_requests < 0:
+            raise ValueError("gone_after_requests must be >= 0 or null")
         if self.latency_ms < 0 or self.latency_spike_ms < 0:
             raise ValueError("latencies must be >= 0")
 

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from stx_pipeline.simulator.blocks import BlockIndex, NotFound
 from stx_pipeline.simulator.chain import (
     BLOCKS_PER_TENURE,
     GENESIS_BURN_HEIGHT,
@@ -28,6 +29,7 @@ from stx_pipeline.simulator.chain import (
     SyntheticChain,
     Tx,
     day_bounds,
+    utc_day,
 )
 from stx_pipeline.simulator.control import Admission, Controller
 from stx_pipeline.simulator.faults import FaultConfig
@@ -41,6 +43,10 @@ DEPRECATION_WARNING = (
 GONE_MESSAGE = ("This endpoint has been disabled. Use /extended/v3/transactions instead "
                 "(https://docs.hiro.so/stacks/api).")
 _DAY_PATH = re.compile(r"^/_sim/day/(\d{4}-\d{2}-\d{2})$")
+_BURN_BLOCK = re.compile(r"^/extended/v2/burn-blocks/([^/]+)$")
+_BURN_BLOCK_BLOCKS = re.compile(r"^/extended/v2/burn-blocks/([^/]+)/blocks$")
+_BLOCK = re.compile(r"^/extended/v2/blocks/(\d+)$")
+_BY_BLOCK_TIME = re.compile(r"^/extended/v2/blocks/by-block-time/(\d+)$")
 _IDLE_TIMEOUT_S = 30  # idle keep-alive connections are dropped, as a CDN would
 
 
@@ -143,6 +149,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(405, "Method Not Allowed", f"Route {method}:{path} not found", headers)
         elif path == "/extended/v1/tx":
             self._list(params, admission)
+        elif path == "/extended/v3/transactions":
+            self._list_v3(params, admission)
+        elif path.startswith("/extended/v2/"):
+            self._blocks_v2(path, params, admission)
         elif path in ("/extended", "/extended/v1/status"):
             self._answer(200, sim.status(), headers)
         else:
@@ -152,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.sim
         headers = admission.headers
         faults = sim.controller.faults
-        if faults.gone:
+        if sim.controller.is_gone(admission):
             sim.controller.record_fault("gone")
             self._send_json(410, {"error": "Gone", "message": GONE_MESSAGE}, headers)
             return
@@ -170,6 +180,66 @@ class _Handler(BaseHTTPRequestHandler):
         page = self._apply_data_faults(faults, query, page)
         total += sim.controller.next_drift()
         body = {"limit": query.limit, "offset": query.offset, "total": total, "results": page}
+        self._answer(200, body, headers)
+
+    def _list_v3(self, params: dict[str, list[str]], admission: Admission) -> None:
+        """`/extended/v3/transactions`: the cursor listing that replaces v1 (no deprecation header)."""
+        sim = self.server.sim
+        headers = admission.headers
+        faults = sim.controller.faults
+        try:
+            page = sim.blocks.v3_page(params)
+        except BadRequest as exc:
+            self._send_error(400, "Bad Request", str(exc), headers)
+            return
+        rows = page.rows
+        if faults.fail_days and _overlaps([utc_day(r["bitcoin_block"]["time"]) for r in rows], faults.fail_days):
+            sim.controller.record_fault("fail_day")
+            self._send_error(500, "Internal Server Error", "simulated failure for this day", headers)
+            return
+        if faults.short_page and rows:
+            sim.controller.record_fault("short_page")
+            rows = rows[:-1]
+        if faults.corrupt and rows:
+            sim.controller.record_fault("corrupt")
+            rows = list(rows)
+            victim = len(rows) // 2
+            rows[victim] = _corrupt_summary(rows[victim], faults.corrupt)
+        body = {
+            "limit": page.limit,
+            "total": page.total,
+            "cursor": {"next": page.next, "previous": page.previous, "current": page.current},
+            "results": rows,
+        }
+        self._answer(200, body, headers)
+
+    def _blocks_v2(self, path: str, params: dict[str, list[str]], admission: Admission) -> None:
+        """The v2 block and burn-block endpoints used to find a day's height range."""
+        sim = self.server.sim
+        blocks = sim.blocks
+        headers = admission.headers
+        try:
+            if path == "/extended/v2/burn-blocks":
+                body = blocks.burn_blocks(params)
+            elif match := _BURN_BLOCK_BLOCKS.match(path):
+                body = blocks.burn_block_blocks(blocks.burn_height(match.group(1)), params)
+            elif match := _BURN_BLOCK.match(path):
+                body = blocks.burn_block(blocks.burn_height(match.group(1)))
+            elif path == "/extended/v2/blocks":
+                body = blocks.blocks(params)
+            elif (match := _BY_BLOCK_TIME.match(path)) and not sim.controller.faults.no_by_block_time:
+                body = blocks.block_by_time(int(match.group(1)))
+            elif match := _BLOCK.match(path):
+                body = blocks.block(int(match.group(1)))
+            else:
+                self._send_error(404, "Not Found", f"Route GET:{path} not found", headers)
+                return
+        except BadRequest as exc:
+            self._send_error(400, "Bad Request", str(exc), headers)
+            return
+        except NotFound as exc:
+            self._send_error(404, "Not Found", str(exc), headers)
+            return
         self._answer(200, body, headers)
 
     def _apply_data_faults(self, faults: FaultConfig, query: ListQuery, page: list[Tx]) -> list[Tx]:
@@ -288,6 +358,18 @@ def _corrupt(tx: Tx, kind: str) -> Tx:
     return bad
 
 
+def _corrupt_summary(row: dict[str, Any], kind: str) -> dict[str, Any]:
+    bad = dict(row)
+    if kind == "missing_field":
+        bad["sender"] = {k: v for k, v in row["sender"].items() if k != "address"}
+    elif kind == "wrong_type":
+        bad["block"] = {**row["block"], "height": str(row["block"]["height"])}
+    else:  # unknown_enum: valid input the pipeline must store as-is
+        bad["status"] = "future_status"
+        bad["type"] = "future_type"
+    return bad
+
+
 class SimulatorServer:
     """Hiro API simulator on a background thread.
 
@@ -304,6 +386,7 @@ class SimulatorServer:
         self.clock = clock
         self.controller = Controller(faults, rpm_limit, clock, required_api_key)
         self.lister = Lister(chain, clock, hide_future=hide_future)
+        self.blocks = BlockIndex(chain, clock)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
