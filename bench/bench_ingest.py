@@ -1,10 +1,11 @@
 """Benchmark ingestion: DuckDB write rate, one-day materialization, peak memory, pages per day.
 
-    .venv/bin/python bench/bench_ingest.py                 # everything (a, b, c, d)
+    .venv/bin/python bench/bench_ingest.py                 # everything (a, b, c, d, d2)
     .venv/bin/python bench/bench_ingest.py write           # a. records_to_table and replace_day rows/s
     .venv/bin/python bench/bench_ingest.py materialize     # b. one 5,000-tx day (3 ways)
     .venv/bin/python bench/bench_ingest.py rss             # c. peak RSS of a run at 100,000 tx/day
     .venv/bin/python bench/bench_ingest.py pages           # d. pages per day and the time floor per N days
+    .venv/bin/python bench/bench_ingest.py requests        # d2. real API calls per day: v1, v3, auto after a 410
 
 Prints figures only; nothing here asserts a time (the machine is shared and noisy: compare ratios
 measured in one run). Scratch files go to a temporary folder that is removed at the end (--keep to keep).
@@ -37,7 +38,7 @@ from common import (
 
 DAY = dt.date(2025, 3, 1)  # any complete past day; the simulator's chain starts 2021-01-14
 PAGE_LIMIT = 50
-PARTS = ("write", "materialize", "rss", "pages")
+PARTS = ("write", "materialize", "rss", "pages", "requests")
 MARKER = "BENCH_JSON "  # the child's result line (Dagster logs to the same streams)
 
 
@@ -387,6 +388,41 @@ def bench_pages(measured_days: int = 30) -> dict[str, Any]:
     return {"totals": totals, "pages": pages, "mean_pages": mean_pages, "table": table}
 
 
+def bench_requests(days: int = 5, txs: int = 5_000) -> dict[str, Any]:
+    """Real API calls per day through the asset's own fetcher (DayFetcher), per listing strategy."""
+    from stx_pipeline.hiro import HiroClient
+    from stx_pipeline.hiro.strategy import DayFetcher
+    from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
+
+    print(f"\n== d2. API requests per day by listing strategy (simulator, {txs:,} tx/day, {days} days) ==", flush=True)
+    chain = SyntheticChain(ChainConfig(seed=7, txs_per_day=txs))
+    wanted = [DAY + dt.timedelta(days=i) for i in range(days)]
+    out: dict[str, Any] = {}
+    for label, strategy, faults in (
+        ("v1 (offset paging)", "v1", FaultConfig()),
+        ("v3 (cursor paging)", "v3", FaultConfig()),
+        ("auto after the v1 sunset (410)", "auto", FaultConfig(gone=True)),
+    ):
+        with SimulatorServer(chain, faults, hide_future=False) as sim, HiroClient(sim.url, requests_per_minute=0) as c:
+            fetcher = DayFetcher(c, strategy, page_workers=4)
+            rows = []
+            for day in wanted:
+                before = c.stats.snapshot()["requests"]
+                fetched = fetcher.fetch(day)
+                rows.append(
+                    (fetched.total, math.ceil(fetched.total / PAGE_LIMIT), c.stats.snapshot()["requests"] - before)
+                )
+        per_day = [r for _, _, r in rows]
+        extra = [r - p for _, p, r in rows]
+        out[strategy if not faults.gone else "auto-gone"] = rows
+        print(
+            f"  {label:<32} requests/day {min(per_day)}..{max(per_day)} (mean {sum(per_day) / len(per_day):.1f}); "
+            f"over ceil(total/50): {', '.join(f'{e:+d}' for e in extra)}",
+            flush=True,
+        )
+    return out
+
+
 def _fmt_hours(hours: float) -> str:
     if hours < 1:
         return f"{hours * 60:.0f} min"
@@ -418,6 +454,8 @@ def main() -> None:
     try:
         if "pages" in parts:
             results["pages"] = bench_pages()
+        if "requests" in parts:
+            results["requests"] = bench_requests()
         if "write" in parts:
             results["write"] = bench_write(work, args.reps, [50_000, 100_000], args.prefill_rows)
         if "materialize" in parts:
