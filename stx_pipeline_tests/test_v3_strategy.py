@@ -1,0 +1,355 @@
+"""The v3 cursor listing (issue #6): same days as v1, the auto switch on 410, failures, and calls per day.
+
+Real HTTP against the simulator on 127.0.0.1; asset runs materialize into real DuckDB files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pytest
+
+from stx_pipeline.assets.transactions import stx_transactions
+from stx_pipeline.hiro import HiroClient, fetch_day, records_to_table
+from stx_pipeline.hiro.strategy import DayFetcher
+from stx_pipeline.hiro.transactions import day_window
+from stx_pipeline.hiro.v3 import V3DayLister
+from stx_pipeline.settings import Settings, SettingsError
+from stx_pipeline.simulator import FaultConfig, SimulatorServer, SyntheticChain
+from stx_pipeline.storage import day_content_hash, day_counts, duplicate_tx_ids
+from stx_pipeline_tests.conftest import days, pipeline_resources
+
+FIRST, LAST = "2025-03-01", "2025-03-07"
+WEEK = days(FIRST, 7)
+DAY = WEEK[0]
+FIXED_INGEST = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def module_sim(small_chain: SyntheticChain) -> Iterator[SimulatorServer]:
+    with SimulatorServer(small_chain, FaultConfig()) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(module_sim: SimulatorServer) -> Iterator[SimulatorServer]:
+    module_sim.faults = FaultConfig()
+    yield module_sim
+    module_sim.faults = FaultConfig()
+
+
+@pytest.fixture(scope="module")
+def v1_week(module_sim: SimulatorServer, tmp_path_factory: pytest.TempPathFactory) -> dict[dt.date, str]:
+    """Content hashes of the week stored through v1: the reference every v3 run must reproduce."""
+    module_sim.faults = FaultConfig()
+    db = tmp_path_factory.mktemp("v1") / "v1.duckdb"
+    result = materialize(module_sim, db, strategy="v1", first=FIRST, last=LAST)
+    assert result.success
+    assert run_metadata(result)["api_strategy"] == "v1"
+    return content_hashes(db, WEEK)
+
+
+def materialize(
+    sim: SimulatorServer,
+    db: Path,
+    *,
+    strategy: str,
+    partition: str | None = None,
+    first: str | None = None,
+    last: str | None = None,
+    instance: dg.DagsterInstance | None = None,
+    **hiro: Any,
+) -> dg.ExecuteInProcessResult:
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last} if first else {}
+    return dg.materialize(
+        [stx_transactions],
+        resources=pipeline_resources(sim.url, db, strategy=strategy, **hiro),
+        partition_key=partition,
+        tags=tags,
+        raise_on_error=False,
+        instance=instance,
+    )
+
+
+def content_hashes(db: Path, wanted: list[dt.date]) -> dict[dt.date, str]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return {d: day_content_hash(conn, d) for d in wanted}
+
+
+def run_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    materialization = result.asset_materializations_for_node("stx_transactions")[-1]
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error, messages = event.step_failure_data.error, []
+            while error is not None:
+                messages.append(error.message)
+                error = error.cause
+            return "\n".join(messages)
+    raise AssertionError("the run did not fail")
+
+
+def gone_answers(sim: SimulatorServer) -> int:
+    """410s answered so far (the module's simulator is shared: compare before and after)."""
+    return int(sim.stats()["by_status"].get("410", 0))
+
+
+class RecordingClient(HiroClient):
+    """Counts the calls per endpoint family, to measure what a day costs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: Counter[str] = Counter()
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        family = "/".join(part if not part.isdigit() else "{n}" for part in path.split("/"))
+        self.calls[family] += 1
+        return super().get_json(path, params)
+
+
+# --- same days through both strategies -------------------------------------------------------------
+
+
+def test_a_week_through_v3_equals_the_week_through_v1(sim, small_chain, v1_week, tmp_path):
+    db = tmp_path / "v3.duckdb"
+    gone_before = gone_answers(sim)
+    result = materialize(sim, db, strategy="v3", first=FIRST, last=LAST)
+    assert result.success
+    assert content_hashes(db, WEEK) == v1_week
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert day_counts(conn, WEEK) == {d: small_chain.day_total(d) for d in WEEK}
+        assert duplicate_tx_ids(conn) == 0
+    metadata = run_metadata(result)
+    assert metadata["api_strategy"] == "v3"
+    assert metadata["switched_to_v3"] is False
+    assert metadata["deprecation_notices"] == 0  # v1 was never asked
+    assert {entry["strategy"] for entry in metadata["per_day"]} == {"v3"}
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+    assert gone_answers(sim) == gone_before
+
+
+def test_v3_records_convert_to_the_same_arrow_table_as_v1(sim):
+    """Column by column, not only through the stored hash: the field mapping is exact."""
+    with HiroClient(sim.url, requests_per_minute=0) as client:
+        v1 = fetch_day(client, DAY)
+        v3 = V3DayLister(client).fetch_day(DAY)
+    window = day_window(DAY)
+    v1_table = records_to_table(v1.records, DAY, window=window, ingested_at=FIXED_INGEST)
+    v3_table = records_to_table(v3.records, DAY, window=window, ingested_at=FIXED_INGEST)
+    for name in v1_table.column_names:
+        assert v3_table.column(name).equals(v1_table.column(name)), name
+    assert v3.total == v1.total and v3.strategy == "v3" and v1.strategy == "v1"
+    # The table covers the columns the issue names, with v3 values where v1 has them.
+    sponsored = [r for r in v3.records if r["sponsored"]]
+    assert sponsored and all(r["sponsor_address"] for r in sponsored)
+    assert {r["tx_type"] for r in v3.records} >= {"coinbase", "tenure_change", "contract_call", "token_transfer"}
+
+
+def test_v3_survives_transient_faults_with_the_same_content(sim, v1_week, tmp_path):
+    sim.faults = FaultConfig(
+        error_rate=0.1, reset_rate=0.03, truncate_rate=0.03, malformed_json_rate=0.03, burst_429_every=6, fault_seed=3
+    )
+    db = tmp_path / "v3-faults.duckdb"
+    result = materialize(sim, db, strategy="v3", partition=DAY.isoformat(), max_attempts=10)
+    assert result.success
+    assert run_metadata(result)["retries"] > 0
+    assert content_hashes(db, [DAY]) == {DAY: v1_week[DAY]}
+
+
+# --- auto: the sunset arriving mid-run -------------------------------------------------------------
+
+
+def test_auto_switches_to_v3_when_v1_starts_answering_410_mid_run(sim, small_chain, v1_week, tmp_path):
+    pages_per_day = math.ceil(small_chain.day_total(DAY) / 50)
+    # v1 dies during the third day's pages.
+    sim.faults = FaultConfig(gone_after_requests=2 * pages_per_day + 3)
+    db = tmp_path / "auto.duckdb"
+    gone_before = gone_answers(sim)
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize(sim, db, strategy="auto", first=FIRST, last=LAST, instance=instance)
+    assert result.success, failure_message(result)
+    assert content_hashes(db, WEEK) == v1_week  # complete days, the same rows
+    metadata = run_metadata(result)
+    assert metadata["api_strategy"] == "v3"
+    assert metadata["switched_to_v3"] is True
+    assert [e["strategy"] for e in metadata["per_day"]] == ["v1", "v1"] + ["v3"] * 5
+    assert metadata["deprecation_notices"] == 1  # logged once per run, not once per page
+    # The switch is remembered: 410s only for the pages of the day that met the sunset (fetched
+    # concurrently), never v1 again for the later days.
+    assert 1 <= gone_answers(sim) - gone_before <= pages_per_day
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert sum("switching this run to the v3 cursor listing" in m for m in messages) == 1
+    assert sum("Deprecation notice from the API" in m for m in messages) == 1
+
+
+def test_auto_while_v1_answers_stays_on_v1(sim, tmp_path):
+    result = materialize(sim, tmp_path / "auto-v1.duckdb", strategy="auto", partition=DAY.isoformat())
+    assert result.success
+    metadata = run_metadata(result)
+    assert metadata["api_strategy"] == "v1" and metadata["switched_to_v3"] is False
+    assert metadata["deprecation_notices"] == 1
+
+
+def test_v1_alone_fails_on_410_with_a_hint(sim, tmp_path):
+    sim.faults = FaultConfig(gone=True)
+    result = materialize(sim, tmp_path / "v1.duckdb", strategy="v1", partition=DAY.isoformat())
+    assert not result.success
+    message = failure_message(result)
+    assert "HTTP 410" in message and "STX_API_STRATEGY=v3" in message
+
+
+# --- STX_API_STRATEGY=v3 alone ---------------------------------------------------------------------
+
+
+def test_strategy_comes_from_the_environment(monkeypatch):
+    from stx_pipeline.resources import resources_from_env
+
+    monkeypatch.setenv("STX_API_STRATEGY", "v3")
+    settings = Settings.from_env()
+    assert settings.api_strategy == "v3"
+    assert resources_from_env(settings)["hiro"].strategy == "v3"
+    monkeypatch.delenv("STX_API_STRATEGY")
+    assert Settings.from_env().api_strategy == "auto"
+    monkeypatch.setenv("STX_API_STRATEGY", "v2")
+    with pytest.raises(SettingsError, match="STX_API_STRATEGY"):
+        Settings.from_env()
+
+
+def test_v3_alone_works_when_v1_is_gone(sim, v1_week, tmp_path, monkeypatch):
+    monkeypatch.setenv("STX_API_STRATEGY", "v3")
+    sim.faults = FaultConfig(gone=True)
+    db = tmp_path / "v3-only.duckdb"
+    gone_before = gone_answers(sim)
+    result = materialize(sim, db, strategy=Settings.from_env().api_strategy, partition=DAY.isoformat())
+    assert result.success
+    assert content_hashes(db, [DAY]) == {DAY: v1_week[DAY]}
+    assert gone_answers(sim) == gone_before  # v1 never asked
+    assert run_metadata(result)["switched_to_v3"] is False
+
+
+# --- bad v3 answers fail the day clearly -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("faults", "needle"),
+    [
+        (FaultConfig(corrupt="missing_field"), "field 'sender.address' is missing"),
+        (FaultConfig(corrupt="wrong_type"), "field 'block.height' should be an integer"),
+        (FaultConfig(short_page=True), "total_tx_count"),
+        (FaultConfig(fail_days=[DAY]), "HTTP 500"),
+    ],
+)
+def test_bad_v3_answers_fail_the_day_and_write_nothing(sim, tmp_path, faults, needle):
+    sim.faults = faults
+    db = tmp_path / "bad.duckdb"
+    result = materialize(sim, db, strategy="v3", partition=DAY.isoformat(), max_attempts=2, max_backoff_s=0.1)
+    assert not result.success
+    message = failure_message(result)
+    assert needle in message, message
+    assert DAY.isoformat() in message
+    if "field" in needle:
+        assert "transaction 0x" in message and "at offset" in message  # names the tx_id and its offset
+    assert not db.exists() or content_hashes(db, [DAY])[DAY] == hashlib.md5(b"").hexdigest()
+
+
+def test_unknown_v3_enum_values_are_stored_as_they_come(sim, tmp_path):
+    sim.faults = FaultConfig(corrupt="unknown_enum")
+    db = tmp_path / "enum.duckdb"
+    assert materialize(sim, db, strategy="v3", partition=DAY.isoformat()).success
+    with duckdb.connect(str(db), read_only=True) as conn:
+        row = conn.execute("SELECT count(*) FROM stx_transactions WHERE tx_status = 'future_status'").fetchone()
+    assert row is not None and row[0] > 0
+
+
+# --- calls per day -----------------------------------------------------------------------------------
+
+
+def test_calls_per_day_under_each_strategy(sim, small_chain):
+    """v1 costs its pages; v3 its pages plus a fixed, small boundary search and the burn-block count."""
+    measured: dict[str, list[int]] = {"v1": [], "v3": [], "v3_boundary": []}
+    with RecordingClient(sim.url, requests_per_minute=0) as client:
+        lister = V3DayLister(client, page_workers=1)  # one segment: pages == ceil(rows / 50) or one more
+        for index, day in enumerate(WEEK[:3]):
+            total = small_chain.day_total(day)
+            client.calls.clear()
+            v1 = fetch_day(client, day)
+            assert v1.requests == sum(client.calls.values()) == math.ceil(total / 50)
+            measured["v1"].append(v1.requests)
+
+            client.calls.clear()
+            v3 = lister.fetch_day(day)
+            calls = dict(client.calls)
+            assert v3.requests == sum(calls.values())
+            measured["v3"].append(v3.requests)
+            measured["v3_boundary"].append(v3.boundary_requests)
+            # Boundary search proper: burn tip (first day only; reused after), by-block-time anchor, top height.
+            search = (
+                calls.get("/extended/v2/burn-blocks", 0)
+                - 5
+                + calls.get("/extended/v2/blocks/by-block-time/{n}", 0)
+                + calls.get("/extended/v2/burn-blocks/{n}/blocks", 0)
+            )
+            assert search <= (3 if index == 0 else 2), calls
+            assert v3.boundary_requests <= 8
+            # The walk itself: at most one page more than v1 (the page that crosses below the day).
+            assert calls["/extended/v3/transactions"] <= math.ceil(total / 50) + 1
+            assert v3.requests - v1.requests <= 9
+    print(f"calls per day: {measured}")
+
+
+def test_boundary_search_without_by_block_time_falls_back_to_a_burn_block_search(sim, v1_week):
+    sim.faults = FaultConfig(no_by_block_time=True)
+    with RecordingClient(sim.url, requests_per_minute=0) as client:
+        lister = V3DayLister(client)
+        fetched = [lister.fetch_day(day) for day in WEEK[:2]]
+        assert lister.by_block_time_available is False
+        # The missing route was asked once, then remembered.
+        assert client.calls["/extended/v2/blocks/by-block-time/{n}"] == 1
+        with HiroClient(sim.url, requests_per_minute=0) as v1_client:
+            for day, v3 in zip(WEEK[:2], fetched, strict=True):
+                v1 = fetch_day(v1_client, day)
+                assert [r["tx_id"] for r in v3.records] == [r["tx_id"] for r in v1.records]
+                assert v3.boundary_requests <= 12
+
+
+def test_days_outside_the_chain_are_empty(sim, small_chain):
+    with HiroClient(sim.url, requests_per_minute=0) as client:
+        lister = V3DayLister(client)
+        before = small_chain.config.genesis - dt.timedelta(days=1)
+        assert lister.fetch_day(before).total == 0
+        genesis = lister.fetch_day(small_chain.config.genesis)
+        assert genesis.total == small_chain.day_total(small_chain.config.genesis)
+
+
+def test_segments_are_paged_concurrently_and_still_match(sim, small_chain):
+    with HiroClient(sim.url, requests_per_minute=0) as client:
+        v3 = V3DayLister(client, page_workers=4).fetch_day(DAY)
+        v1 = fetch_day(client, DAY)
+    assert [r["tx_id"] for r in v3.records] == [r["tx_id"] for r in v1.records]
+    # Two segments at 400 tx/day (MIN_PAGES_PER_SEGMENT): one partial page more at most per segment.
+    assert v3.pages <= math.ceil(v1.total / 50) + 2
+
+
+def test_day_fetcher_switches_once_and_remembers(sim):
+    sim.faults = FaultConfig(gone=True)
+    gone_before = gone_answers(sim)
+    with HiroClient(sim.url, requests_per_minute=0) as client:
+        fetcher = DayFetcher(client, "auto", page_workers=1)
+        first = fetcher.fetch(WEEK[0])
+        second = fetcher.fetch(WEEK[1])
+    assert (first.strategy, second.strategy) == ("v3", "v3")
+    assert fetcher.switched_to_v3 and fetcher.active == "v3"
+    assert gone_answers(sim) - gone_before == 1
+    with pytest.raises(ValueError, match="unknown API strategy"):
+        DayFetcher(client, "v2")
