@@ -522,3 +522,112 @@ def test_serve_prints_its_url_and_answers() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --- v3 transactions and v2 blocks (the v9 replacements) -------------------------------------------
+
+
+def get(sim: SimulatorServer, session: requests.Session, path: str, **params: Any) -> requests.Response:
+    return session.get(f"{sim.url}{path}", params=params, timeout=10)
+
+
+def test_v3_cursor_pages_a_day_newest_first_with_summaries(
+    sim: SimulatorServer, session: requests.Session, chain: SyntheticChain
+) -> None:
+    day_txs = chain.day_transactions(DAY)
+    top = day_txs[-1]["block_height"]
+    bottom = day_txs[0]["block_height"]
+    cursor: str | None = f"{top}:0:0"  # matches no transaction: the whole block `top`
+    seen: list[dict[str, Any]] = []
+    while cursor is not None:
+        body = get(sim, session, "/extended/v3/transactions", limit=50, cursor=cursor).json()
+        assert body["limit"] == 50 and isinstance(body["total"], int)
+        seen.extend(body["results"])
+        if body["results"][-1]["block"]["height"] < bottom:
+            break
+        cursor = body["cursor"]["next"]
+    in_day = [r for r in seen if r["block"]["height"] >= bottom]
+    assert [r["tx_id"] for r in in_day] == [tx["tx_id"] for tx in reversed(day_txs)]
+    keys = [(r["block"]["height"], r["block"]["tx_index"]) for r in seen]
+    assert keys == sorted(keys, reverse=True)
+    row, tx = in_day[0], day_txs[-1]
+    assert set(row) >= {"tx_id", "sender", "sponsor", "fee_rate", "block", "bitcoin_block", "status", "type"}
+    assert row["sender"] == {"address": tx["sender_address"], "nonce": tx["nonce"]}
+    assert row["block"]["time"] == tx["block_time"] and row["block"]["tx_index"] == tx["tx_index"]
+    assert row["bitcoin_block"] == {"height": tx["burn_block_height"], "time": tx["burn_block_time"]}
+    assert "microblock_sequence" not in row  # the summary has none: the pipeline stores v1's constant
+
+
+def test_v3_cursor_links_and_limits(sim: SimulatorServer, session: requests.Session) -> None:
+    first = get(sim, session, "/extended/v3/transactions", limit=5).json()
+    assert first["cursor"]["previous"] is None  # the tip
+    second = get(sim, session, "/extended/v3/transactions", limit=5, cursor=first["cursor"]["next"]).json()
+    assert second["cursor"]["current"] == first["cursor"]["next"]
+    assert second["cursor"]["previous"] == first["cursor"]["current"]
+    assert {r["tx_id"] for r in first["results"]}.isdisjoint(r["tx_id"] for r in second["results"])
+    assert get(sim, session, "/extended/v3/transactions", limit=51).status_code == 400
+    assert get(sim, session, "/extended/v3/transactions", cursor="nope").status_code == 400
+    oldest = get(sim, session, "/extended/v3/transactions", limit=50, cursor="1:0:0").json()
+    assert oldest["cursor"]["next"] is None and oldest["results"][-1]["block"]["height"] == 1
+
+
+def test_v2_burn_blocks_and_blocks(sim: SimulatorServer, session: requests.Session, chain: SyntheticChain) -> None:
+    day_txs = chain.day_transactions(DAY)
+    last_burn = day_txs[-1]["burn_block_height"]
+    burn = get(sim, session, f"/extended/v2/burn-blocks/{last_burn}").json()
+    assert burn["burn_block_time"] == day_txs[-1]["burn_block_time"]
+    assert burn["total_tx_count"] == sum(tx["burn_block_height"] == last_burn for tx in day_txs)
+    assert len(burn["stacks_blocks"]) == 30
+    listing = get(sim, session, "/extended/v2/burn-blocks", limit=30).json()
+    assert len(listing["results"]) == 30 and listing["total"] > 30
+    heights = [b["burn_block_height"] for b in listing["results"]]
+    assert heights == sorted(heights, reverse=True)
+    assert get(sim, session, "/extended/v2/burn-blocks", limit=31).status_code == 400
+    blocks = get(sim, session, f"/extended/v2/burn-blocks/{last_burn}/blocks", limit=30).json()
+    assert blocks["total"] == 30 and blocks["results"][0]["height"] == blocks["results"][-1]["height"] + 29
+    assert sum(b["tx_count"] for b in blocks["results"]) == burn["total_tx_count"]
+    assert get(sim, session, f"/extended/v2/burn-blocks/{last_burn}/blocks", limit=31).status_code == 400
+    assert get(sim, session, "/extended/v2/blocks", limit=31).status_code == 400
+    tip = get(sim, session, "/extended/v2/blocks", limit=1).json()["results"][0]
+    assert get(sim, session, f"/extended/v2/blocks/{tip['height']}").json() == tip
+    assert get(sim, session, f"/extended/v2/blocks/{tip['height'] + 1}").status_code == 404
+
+
+def test_by_block_time_returns_the_latest_block_at_or_before(
+    sim: SimulatorServer, session: requests.Session, chain: SyntheticChain
+) -> None:
+    _start, end = day_bounds(DAY)
+    block = get(sim, session, f"/extended/v2/blocks/by-block-time/{end}").json()
+    assert block["block_time"] <= end
+    assert block["burn_block_time"] <= end
+    # Nothing later at or before `end` in the day's last tenures.
+    later = [tx for tx in chain.day_transactions(DAY) if block["block_time"] < tx["block_time"] <= end]
+    assert later == []
+    before_genesis = get(sim, session, f"/extended/v2/blocks/by-block-time/{chain.genesis_ts - 10}")
+    assert before_genesis.status_code == 404 and before_genesis.json()["message"] == "Block not found"
+    with_faults(sim, session, no_by_block_time=True)
+    missing = get(sim, session, f"/extended/v2/blocks/by-block-time/{end}")
+    assert missing.status_code == 404 and "Route GET" in missing.json()["message"]
+
+
+def test_gone_after_requests_and_v3_faults(sim: SimulatorServer, session: requests.Session) -> None:
+    with_faults(sim, session, gone_after_requests=2)
+    statuses = [list_tx(sim, session, **day_params(limit=1)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 410, 410]
+    # v3 and v2 never go away with v1, and carry no deprecation warning.
+    v3 = get(sim, session, "/extended/v3/transactions", limit=1)
+    assert v3.status_code == 200 and "warning" not in v3.headers
+    with_faults(sim, session, error_rate=1.0)
+    assert get(sim, session, "/extended/v3/transactions", limit=1).status_code >= 500
+    assert get(sim, session, "/extended/v2/burn-blocks", limit=1).status_code >= 500
+    with_faults(sim, session, corrupt="wrong_type")
+    rows = get(sim, session, "/extended/v3/transactions", limit=5).json()["results"]
+    assert any(isinstance(r["block"]["height"], str) for r in rows)
+
+
+def test_v3_and_v2_share_the_rate_limit(chain: SyntheticChain, session: requests.Session) -> None:
+    with SimulatorServer(chain, rpm_limit=2) as limited:
+        assert get(limited, session, "/extended/v3/transactions", limit=1).status_code == 200
+        assert get(limited, session, "/extended/v2/burn-blocks", limit=1).status_code == 200
+        refused = get(limited, session, "/extended/v2/blocks", limit=1)
+        assert refused.status_code == 429 and refused.headers["retry-after"]
