@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_ingest.py write           # a. records_to_table and replace_day rows/s
     .venv/bin/python bench/bench_ingest.py materialize     # b. one 5,000-tx day (3 ways)
     .venv/bin/python bench/bench_ingest.py rss             # c. peak RSS of a run at 100,000 tx/day
+    .venv/bin/python bench/bench_ingest.py rss-stages      # c2. memory by step; per-page conversion for comparison
     .venv/bin/python bench/bench_ingest.py pages           # d. pages per day and the time floor per N days
     .venv/bin/python bench/bench_ingest.py requests        # d2. real API calls per day: v1, v3, auto after a 410
 
@@ -38,7 +39,7 @@ from common import (
 
 DAY = dt.date(2025, 3, 1)  # any complete past day; the simulator's chain starts 2021-01-14
 PAGE_LIMIT = 50
-PARTS = ("write", "materialize", "rss", "pages", "requests")
+PARTS = ("write", "materialize", "rss", "rss-stages", "pages", "requests")
 MARKER = "BENCH_JSON "  # the child's result line (Dagster logs to the same streams)
 
 
@@ -183,6 +184,65 @@ def child_materialize(url: str, db: str, day: str) -> None:
             }
         )
     )
+
+
+def child_stages(url: str, mode: str) -> None:
+    """Fresh process: the asset's steps outside a Dagster run (dagster imported), VmRSS/VmHWM after each.
+
+    mode "day": fetch_day -> records_to_table -> replace_day, as the asset does (the whole day as dicts);
+    mode "per-page": each page converted by records_to_table as it arrives, then one concatenated table.
+    """
+    import dagster  # noqa: F401  (the same import footprint as a run)
+    import duckdb
+    import pyarrow as pa
+
+    from stx_pipeline.hiro import HiroClient, fetch_day, records_to_table
+    from stx_pipeline.hiro.transactions import LIST_PATH, _page_params, day_window
+    from stx_pipeline.storage import replace_day
+
+    window = day_window(DAY)
+    marks = {"after imports": (_vm("VmRSS"), _vm("VmHWM"))}
+    with HiroClient(url, requests_per_minute=0) as client:
+        if mode == "day":
+            fetched = fetch_day(client, DAY, page_workers=4)
+            marks["after fetch"] = (_vm("VmRSS"), _vm("VmHWM"))
+            table = records_to_table(fetched.records, DAY, window=window)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            def page(offset: int) -> tuple[int, Any]:
+                payload = client.get_json(LIST_PATH, _page_params(window[0], window[1], offset))
+                return payload["total"], records_to_table(payload["results"], DAY, window=window)
+
+            total, first = page(0)
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                rest = [t for _, t in pool.map(page, range(PAGE_LIMIT, total, PAGE_LIMIT))]
+            table = pa.concat_tables([first, *rest]).combine_chunks()  # 2,000 50-row chunks cost DuckDB dearly
+        marks["after convert"] = (_vm("VmRSS"), _vm("VmHWM"))
+    conn = duckdb.connect(str(Path(tempfile.mkdtemp(prefix="stx-bench-stages-")) / "stages.duckdb"))
+    replace_day(conn, DAY, table)
+    conn.close()
+    marks["after write"] = (_vm("VmRSS"), _vm("VmHWM"))
+    print(MARKER + json.dumps({"rows": table.num_rows, "marks": marks}))
+
+
+def bench_rss_stages(txs: int) -> dict[str, Any]:
+    from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
+
+    print(f"\n== c2. memory by step at {txs:,} tx/day: the asset's path vs per-page conversion ==", flush=True)
+    chain = SyntheticChain(ChainConfig(seed=7, txs_per_day=txs))
+    _warm(chain, DAY)
+    out: dict[str, Any] = {}
+    with SimulatorServer(chain, FaultConfig(), hide_future=False) as sim:
+        for mode in ("day", "per-page"):
+            _, rc, output = run_timed([PYTHON, __file__, "--child-stages", sim.url, mode], cwd=PROJECT_ROOT)
+            if rc != 0:
+                raise SystemExit(f"child failed:\n{output[-3000:]}")
+            data = _child_result(output)
+            out[mode] = data
+            steps = " -> ".join(f"{k} {v[0] / 2**20:.0f}/{v[1] / 2**20:.0f}" for k, v in data["marks"].items())
+            print(f"  {mode:<9} {data['rows']:,} rows, MiB VmRSS/VmHWM: {steps}", flush=True)
+    return out
 
 
 def _child_result(output: str) -> dict[str, Any]:
@@ -432,6 +492,9 @@ def _fmt_hours(hours: float) -> str:
 
 
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child-stages":
+        child_stages(*sys.argv[2:])
+        return
     if len(sys.argv) == 5 and sys.argv[1] == "--child-materialize":
         child_materialize(*sys.argv[2:])
         return
@@ -462,6 +525,8 @@ def main() -> None:
             results["materialize"] = bench_materialize(work, max(3, args.reps // 2 + 1), args.materialize_txs)
         if "rss" in parts:
             results["rss"] = bench_rss(work, args.rss_txs)
+        if "rss-stages" in parts:
+            results["rss_stages"] = bench_rss_stages(args.rss_txs)
     finally:
         if args.keep:
             print(f"scratch kept in {work}")
