@@ -25,6 +25,10 @@ def _settings():
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Stacks transaction history in DuckDB, run by Dagster."""
+    # The same `.env` that Dagster loads for the code location, so both see one configuration.
+    from dotenv import load_dotenv
+
+    load_dotenv(".env", override=False)
 
 
 @main.command()
@@ -103,6 +107,28 @@ def _print_plan(console, plan, compact_ranges) -> None:
     )
     if not plan.requested:
         console.print("Nothing to do: every day of the window is stored (use --force to fetch again).")
+
+
+@main.command()
+@click.option("--id", "backfill_id", help="The backfill to cancel; default: the latest one.")
+@click.option("--ui-url", envvar="STX_UI_URL", default="http://127.0.0.1:3000", show_default=True)
+def cancel(backfill_id: str | None, ui_url: str) -> None:
+    """Cancel a running backfill (days already written stay; a later backfill fetches the rest)."""
+    from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
+
+    web = DagsterWebserver(ui_url)
+    try:
+        if backfill_id is None:
+            latest = web.latest_backfill()
+            if latest is None or latest["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
+                click.echo("No running backfill to cancel.")
+                return
+            backfill_id = str(latest["id"])
+        web.cancel_backfill(backfill_id)
+    except WebserverError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(f"Backfill {backfill_id} is being canceled; `stx-pipeline backfill` later fetches what it left.")
 
 
 @main.command()

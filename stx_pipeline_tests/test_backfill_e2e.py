@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
 import requests
 
 from stx_pipeline.operations.window import last_complete_day
+from stx_pipeline.simulator import FaultConfig
 from stx_pipeline_tests.dagster_env import cli, dagster_dev, free_port, pipeline_env
 
 pytestmark = pytest.mark.slow
@@ -75,6 +77,8 @@ def test_backfill_wait_status_and_retry_of_a_failed_day(tmp_path, simulator, sma
         # 4. Nothing left: a further backfill requests nothing.
         again = cli(["backfill", "--days", "10"], env)
         assert again.returncode == 0 and "Nothing to do" in again.stdout
+        nothing = cli(["cancel"], env)
+        assert nothing.returncode == 0 and "No running backfill" in nothing.stdout
 
 
 def test_in_process_backfill_records_days_in_the_instance(tmp_path, simulator, small_chain):
@@ -124,3 +128,44 @@ def test_a_real_daemon_tick_of_daily_topup_launches_the_runs(tmp_path, simulator
         assert reasons == ["final", "missing"], runs
         assert all(r["status"] == "SUCCESS" for r in runs), runs
     assert stored(env, days) == {d: small_chain.day_total(d) for d in days}
+
+
+FAILED_RUNS = """
+query { runsOrError(filter: {statuses: [FAILURE]}) { ... on Runs { results { runId } } } }
+"""
+
+
+def test_concurrent_readers_during_a_30_day_daemon_backfill(tmp_path, simulator, small_chain):
+    """Runs queued 4 at a time through the daemon while status and a dashboard rebuild read the same file."""
+    env = pipeline_env(tmp_path, simulator.url, STX_DAYS_PER_RUN="2")
+    simulator.faults = FaultConfig(latency_ms=15)  # long enough for the readers to overlap the writes
+    config = Path(env["DAGSTER_HOME"]) / "dagster.yaml"
+    assert "max_concurrent_runs: 4" in config.read_text()
+    thirty = window(last_complete_day(), 30)
+    with dagster_dev(tmp_path, env) as ui:
+        env["STX_UI_URL"] = ui
+        launched = cli(["backfill", "--days", "30"], env)
+        assert launched.returncode == 0, launched.stdout + launched.stderr
+        deadline = time.monotonic() + 180
+        while not Path(env["STX_DUCKDB_PATH"]).exists() and time.monotonic() < deadline:
+            time.sleep(1)  # the backfill daemon's loop starts the first run within ~30 s
+        statuses = []
+        for _ in range(20):
+            statuses.append(cli(["status", "--target-days", "30"], env, timeout=120))
+            time.sleep(1)
+        rebuilt = cli(["dashboard"], env, timeout=120)
+        follow = cli(["backfill", "--days", "30", "--wait"], env)  # nothing new to launch: follows nothing
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            report = json.loads(cli(["status", "--target-days", "30", "--json"], env, timeout=120).stdout)
+            if report["days_materialized"] == 30 or report["days_failed"]:
+                break
+            time.sleep(5)
+        failed_runs = requests.post(f"{ui}/graphql", json={"query": FAILED_RUNS}, timeout=10).json()
+    assert all(s.returncode in (0, 2) for s in statuses), [s.stdout + s.stderr for s in statuses if s.returncode == 1]
+    assert not any("lock" in (s.stdout + s.stderr).lower() for s in statuses)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert follow.returncode == 0, follow.stdout
+    assert report["days_materialized"] == 30 and not report["days_failed"], report
+    assert failed_runs["data"]["runsOrError"]["results"] == []
+    assert stored(env, thirty) == {d: small_chain.day_total(d) for d in thirty}
