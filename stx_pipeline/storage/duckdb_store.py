@@ -65,6 +65,10 @@ def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute("ROLLBACK")
 
 
+# How far (in days) a transaction can move between two listings of the same day.
+REORG_REACH = dt.timedelta(days=2)
+
+
 def replace_day(conn: duckdb.DuckDBPyConnection, day: dt.date, rows: Any) -> int:
     """Replace one UTC day (half-open on burn_block_time) with `rows` in ONE transaction.
 
@@ -82,7 +86,13 @@ def replace_day(conn: duckdb.DuckDBPyConnection, day: dt.date, rows: Any) -> int
         try:
             ensure_schema(conn)
             conn.execute(f"DELETE FROM {TABLE} WHERE burn_block_time >= ? AND burn_block_time < ?", [start, end])
-            conn.execute(f"DELETE FROM {TABLE} WHERE tx_id IN (SELECT tx_id FROM incoming_day)")
+            # Only neighbouring days can hold a moved tx (a Bitcoin reorg deep enough to move one further
+            # is unheard of); bounding the scan keeps the write time flat as the history grows.
+            conn.execute(
+                f"DELETE FROM {TABLE} WHERE partition_date >= ? AND partition_date <= ? "
+                "AND tx_id IN (SELECT tx_id FROM incoming_day)",
+                [day - REORG_REACH, day + REORG_REACH],
+            )
             conn.execute(f"INSERT INTO {TABLE} ({columns}) SELECT {columns} FROM incoming_day")
             conn.execute("COMMIT")
         except BaseException:
