@@ -353,3 +353,63 @@ def test_day_fetcher_switches_once_and_remembers(sim):
     assert gone_answers(sim) - gone_before == 1
     with pytest.raises(ValueError, match="unknown API strategy"):
         DayFetcher(client, "v2")
+
+
+class GappyBurnChain(HiroClient):
+    """An in-memory API whose burn heights have gaps (tenures without Stacks blocks), as before Nakamoto:
+    listing offsets then lie below `tip - height`, and the anchor's offset estimate overshoots."""
+
+    def __init__(self, day: dt.date, days_back: int, *, by_block_time: bool = True) -> None:
+        super().__init__("http://127.0.0.1:9", requests_per_minute=0)
+        self.by_block_time = by_block_time
+        start = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp())
+        blocks, height, stacks = [], 800_000, 0
+        for slot in range(-144 * 2, 144 * (days_back + 1)):
+            height += 1
+            if height % 3 == 0:
+                continue  # a burn block without a tenure: not listed
+            stacks += 5
+            blocks.append(
+                {
+                    "burn_block_height": height,
+                    "burn_block_time": start + slot * 600 + 7,
+                    "stacks_blocks": [f"0x{stacks - i:064x}" for i in range(5)],
+                    "total_tx_count": 3 + height % 4,
+                    "top": stacks,
+                }
+            )
+        self.blocks = blocks[::-1]  # newest first
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        params = params or {}
+        if path == "/extended/v2/burn-blocks":
+            offset, limit = int(params.get("offset", 0)), int(params["limit"])
+            page = self.blocks[offset : offset + limit]
+            return {"limit": limit, "offset": offset, "total": len(self.blocks), "results": page}
+        if path.startswith("/extended/v2/blocks/by-block-time/") and self.by_block_time:
+            ts = int(path.rsplit("/", 1)[1])
+            burn = next(b for b in self.blocks if b["burn_block_time"] + 1 <= ts)
+            return {"height": burn["top"], "burn_block_height": burn["burn_block_height"]}
+        if path.endswith("/blocks") and path.startswith("/extended/v2/burn-blocks/"):
+            height = int(path.split("/")[4])
+            burn = next(b for b in self.blocks if b["burn_block_height"] == height)
+            return {"total": 5, "results": [{"height": burn["top"]}]}
+        from stx_pipeline.hiro import HiroApiError
+
+        raise HiroApiError(f"HTTP 404 from GET {path} (Route GET:{path} not found)", status=404, endpoint=path)
+
+
+@pytest.mark.parametrize("by_block_time", [True, False])
+def test_boundary_search_survives_gaps_in_burn_heights(by_block_time):
+    day = dt.date(2025, 3, 1)
+    client = GappyBurnChain(day, days_back=30, by_block_time=by_block_time)
+    start, end = day_window(day)
+    expected = sorted((b for b in client.blocks if start <= b["burn_block_time"] < end), key=lambda b: b["top"])
+    found = V3DayLister(client, page_workers=1).day_blocks(day)
+    assert [b.height for b in found.burn_blocks] == [b["burn_block_height"] for b in expected]
+    assert found.total == sum(b["total_tx_count"] for b in expected)
+    assert found.top_height == expected[-1]["top"]
+    assert found.bottom_height == expected[0]["top"] - 4
+    # A third of the burn heights are missing: the anchor's estimate overshoots by ~30 days * 48 blocks, past
+    # the listing's end; the search re-estimates from the gap density instead of reporting an empty day.
+    assert found.requests <= 14

@@ -181,14 +181,28 @@ class V3DayLister:
             # No burn block yet on or after the day: the day has not started on this chain.
             return DayBlocks(day, [], 0, calls.count)
         guess = self._anchor_offset(tip, end, calls) if tip.time >= end else 0
+        anchor_height = tip.height - guess if guess is not None else None
         if guess is None:
             guess = self._search_offset(listing, tip, end)
         offset = max(0, guess - ANCHOR_SLACK)
         count = math.ceil((ANCHOR_SLACK + EXPECTED_BURN_BLOCKS) / BURN_PAGE_LIMIT)
         listing.prefetch([offset + i * BURN_PAGE_LIMIT for i in range(count)], self.page_workers)
         # The first page must start after the day (or at the tip), else the day's newest tenures lie above it.
-        while offset > 0 and listing.page(offset)[:1] and listing.page(offset)[0].time < end:
-            offset = max(0, offset - BURN_PAGE_LIMIT)
+        # Gaps in burn heights (tenures without Stacks blocks) put the listing's offsets below `tip - height`,
+        # so an estimate can even point past the listing's end: an empty page must move newer, never read as
+        # "no burn blocks in the day" (which would pass the count check with 0 rows).
+        while offset > 0:
+            first = listing.page(offset)
+            if first and first[0].time >= end:
+                break
+            step = offset - BURN_PAGE_LIMIT
+            if not first and listing.total is not None:
+                step = min(step, listing.total - BURN_PAGE_LIMIT)
+            elif first and anchor_height is not None and tip.height > first[0].height:
+                # Re-estimate with the gap density seen between the tip and this page: one step, not one per page.
+                density = offset / (tip.height - first[0].height)
+                step = min(step, int((tip.height - anchor_height) * density) - ANCHOR_SLACK)
+            offset = max(0, step)
         found: list[BurnBlock] = []
         while True:
             blocks = listing.page(offset)
