@@ -94,6 +94,15 @@ def test_in_process_backfill_records_days_in_the_instance(tmp_path, simulator, s
     # The second time around nothing is missing.
     again = cli(["backfill", "--days", "3", "--in-process"], env)
     assert again.returncode == 0 and "Nothing to do" in again.stdout
+    # A bad day fails alone, also in a 2-day batch: only it is reported, and only it is fetched next time.
+    older = window(days[0] - dt.timedelta(days=1), 4)
+    simulator.faults = FaultConfig(fail_days=[older[1].isoformat()])
+    failed = cli(["backfill", "--start", str(older[0]), "--end", str(older[-1]), "--in-process"], env)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert f"Failed days (1): {older[1]}" in failed.stdout
+    simulator.faults = FaultConfig()
+    retry = cli(["backfill", "--start", str(older[0]), "--end", str(older[-1]), "--in-process"], env)
+    assert retry.returncode == 0 and f"1 to fetch ({older[1]})" in retry.stdout
 
 
 def test_without_a_webserver_the_cli_says_so_at_once(tmp_path, simulator):

@@ -206,7 +206,16 @@ def run_in_process(
                 count = events[0].materialization.metadata.get("dagster/row_count") if events else None
                 rows += int(count.value) if count is not None else 0  # type: ignore[arg-type]
             else:
-                outcome.failed.extend(first + dt.timedelta(days=i) for i in range(n))
+                # A bad day fails alone: the days the run did write are recorded as materialized.
+                batch = [first + dt.timedelta(days=i) for i in range(n)]
+                statuses = instance.get_status_by_partition(
+                    stx_transactions.key, [d.isoformat() for d in batch], stx_transactions.partitions_def
+                )
+                written = {
+                    dt.date.fromisoformat(k) for k, v in (statuses or {}).items() if v and v.value == "MATERIALIZED"
+                }
+                outcome.failed.extend(d for d in batch if d not in written)
+                done += len(written)
                 for event in result.all_events:
                     if event.is_failure and event.event_specific_data is not None:
                         error = getattr(event.event_specific_data, "error", None)

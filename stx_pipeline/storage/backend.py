@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
+import tenacity
 
 from stx_pipeline.storage.duckdb_store import StorageError, connect_read_only
 
@@ -148,15 +149,30 @@ class DuckLakeStorage:
         data_path = self.resolved_data_path
         if not read_only and _is_local(data_path):
             Path(data_path).mkdir(parents=True, exist_ok=True)
-        conn = duckdb.connect(":memory:", config=NO_DOWNLOADS)
+        options = f"DATA_PATH {_quote(data_path)}" + (", READ_ONLY" if read_only else "")
+
+        def attach() -> duckdb.DuckDBPyConnection:
+            conn = duckdb.connect(":memory:", config=NO_DOWNLOADS)
+            try:
+                for path in files:
+                    conn.execute(f"LOAD {_quote(str(path))}")
+                conn.execute(f"ATTACH {_quote(self.attach_target)} AS {LAKE_ALIAS} ({options})")
+                conn.execute(f"USE {LAKE_ALIAS}")
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
         try:
-            for path in files:
-                conn.execute(f"LOAD {_quote(str(path))}")
-            options = f"DATA_PATH {_quote(data_path)}" + (", READ_ONLY" if read_only else "")
-            conn.execute(f"ATTACH {_quote(self.attach_target)} AS {LAKE_ALIAS} ({options})")
-            conn.execute(f"USE {LAKE_ALIAS}")
+            # Writers that start together on a new catalog race to create its tables; the losers see
+            # "Failed to initialize DuckLake" and find the tables in place when they try again.
+            return tenacity.Retrying(
+                retry=tenacity.retry_if_exception(lambda e: "Failed to initialize DuckLake" in str(e)),
+                wait=tenacity.wait_random_exponential(multiplier=0.2, max=2.0),
+                stop=tenacity.stop_after_delay(60),
+                reraise=True,
+            )(attach)
         except duckdb.Error as exc:
-            conn.close()
             if read_only and "does not exist" in str(exc):
                 # Readers never create a lake: an empty catalog means nothing was ingested, or a wrong catalog.
                 raise StorageError(
@@ -164,7 +180,6 @@ class DuckLakeStorage:
                     "or STX_DUCKLAKE_CATALOG points elsewhere"
                 ) from exc
             raise StorageError(f"cannot open the DuckLake lake {self.describe()}: {exc}") from exc
-        return conn
 
     @contextmanager
     def write_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
