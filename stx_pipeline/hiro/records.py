@@ -61,6 +61,33 @@ class _Where:
         )
 
 
+# The fields records_to_table reads, by payload; everything else of a v1 record is dropped on arrival.
+_KEPT = (
+    "tx_id", "tx_type", "tx_status", "fee_rate", "nonce", "sender_address", "sponsored", "sponsor_address",
+    "block_hash", "block_height", "block_time", "burn_block_time", "burn_block_height", "tx_index",
+    "microblock_sequence",
+)  # fmt: skip
+_KEPT_PAYLOAD = {
+    "contract_call": ("contract_id", "function_name"),
+    "smart_contract": ("contract_id",),
+    "token_transfer": ("recipient_address", "amount"),
+}
+
+
+def slim_record(record: Any) -> Any:
+    """The record with only the stored fields (missing ones stay missing, values untouched for validation)."""
+    if not isinstance(record, dict):
+        return record
+    slim = {key: record[key] for key in _KEPT if key in record}
+    for payload, keys in _KEPT_PAYLOAD.items():
+        body = record.get(payload)
+        if isinstance(body, dict):
+            slim[payload] = {key: body[key] for key in keys if key in body}
+        elif payload in record:
+            slim[payload] = body
+    return slim
+
+
 def _int(record: dict[str, Any], field: str, where: _Where, *, required: bool = False) -> int | None:
     value = record.get(field)
     if value is None:

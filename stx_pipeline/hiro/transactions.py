@@ -15,6 +15,7 @@ from typing import Any
 
 from stx_pipeline.hiro.client import HiroClient
 from stx_pipeline.hiro.errors import IncompleteDayError
+from stx_pipeline.hiro.records import slim_record
 
 LIST_PATH = "/extended/v1/tx"
 PAGE_LIMIT = 50  # the API answers 400 above 50
@@ -74,7 +75,8 @@ def fetch_day(client: HiroClient, day: dt.date, *, page_workers: int = 4) -> Day
                 "or an integer `total`; the API changed shape. Nothing of this day was written.",
                 endpoint=LIST_PATH,
             )
-        return total, results
+        # Keep only what is stored: a full v1 record is ~3x the size, and a large day is held whole.
+        return total, [slim_record(r) for r in results]
 
     total, first = get_page(0)
     offsets = range(PAGE_LIMIT, total, PAGE_LIMIT)
