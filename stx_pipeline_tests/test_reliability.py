@@ -64,6 +64,11 @@ def test_thirty_days_under_every_fault_class_equal_a_fault_free_run(simulator, s
         metadata = result.asset_materializations_for_node("stx_transactions")[0].metadata
         retries += metadata["retries"].value
         rate_limited += metadata["http_429_received"].value
+        # The figures quoted in docs/RELIABILITY.md (cumulative; run with -s to see them).
+        print(
+            f"batch {THIRTY[i]}..{THIRTY[i + 9]} retry-after={mode}: retries={retries} http_429={rate_limited} "
+            f"faults={simulator.stats()['faults']} requests={simulator.stats()['requests']}"
+        )
     injected = simulator.stats()["faults"]
     assert injected.get("error", 0) > 0 and injected.get("reset", 0) > 0 and injected.get("truncate", 0) > 0
     assert retries > 0 and rate_limited > 0  # the retries are visible in the metadata
