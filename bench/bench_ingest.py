@@ -189,8 +189,8 @@ def child_materialize(url: str, db: str, day: str) -> None:
 def child_stages(url: str, mode: str) -> None:
     """Fresh process: the asset's steps outside a Dagster run (dagster imported), VmRSS/VmHWM after each.
 
-    mode "day": fetch_day -> records_to_table -> replace_day, as the asset does (the whole day as dicts);
-    mode "per-page": each page converted by records_to_table as it arrives, then one concatenated table.
+    mode "day": fetch_day (pages converted to columns as they arrive) -> replace_day, as the asset does;
+    mode "per-page": the same conversion spelled out here, for comparison.
     """
     import dagster  # noqa: F401  (the same import footprint as a run)
     import duckdb
@@ -206,7 +206,7 @@ def child_stages(url: str, mode: str) -> None:
         if mode == "day":
             fetched = fetch_day(client, DAY, page_workers=4)
             marks["after fetch"] = (_vm("VmRSS"), _vm("VmHWM"))
-            table = records_to_table(fetched.records, DAY, window=window)
+            table = fetched.table
         else:
             from concurrent.futures import ThreadPoolExecutor
 

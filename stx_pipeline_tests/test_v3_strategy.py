@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from stx_pipeline.assets.transactions import stx_transactions
-from stx_pipeline.hiro import HiroClient, fetch_day, records_to_table
+from stx_pipeline.hiro import HiroClient, fetch_day
 from stx_pipeline.hiro.strategy import DayFetcher
 from stx_pipeline.hiro.transactions import day_window
 from stx_pipeline.hiro.v3 import V3DayLister
@@ -144,16 +144,15 @@ def test_v3_records_convert_to_the_same_arrow_table_as_v1(sim):
     with HiroClient(sim.url, requests_per_minute=0) as client:
         v1 = fetch_day(client, DAY)
         v3 = V3DayLister(client).fetch_day(DAY)
-    window = day_window(DAY)
-    v1_table = records_to_table(v1.records, DAY, window=window, ingested_at=FIXED_INGEST)
-    v3_table = records_to_table(v3.records, DAY, window=window, ingested_at=FIXED_INGEST)
+    v1_table, v3_table = v1.table.drop(["ingested_at"]), v3.table.drop(["ingested_at"])
     for name in v1_table.column_names:
         assert v3_table.column(name).equals(v1_table.column(name)), name
     assert v3.total == v1.total and v3.strategy == "v3" and v1.strategy == "v1"
     # The table covers the columns the issue names, with v3 values where v1 has them.
-    sponsored = [r for r in v3.records if r["sponsored"]]
+    rows = v3.table.to_pylist()
+    sponsored = [r for r in rows if r["sponsored"]]
     assert sponsored and all(r["sponsor_address"] for r in sponsored)
-    assert {r["tx_type"] for r in v3.records} >= {"coinbase", "tenure_change", "contract_call", "token_transfer"}
+    assert {r["tx_type"] for r in rows} >= {"coinbase", "tenure_change", "contract_call", "token_transfer"}
 
 
 def test_v3_survives_transient_faults_with_the_same_content(sim, v1_week, tmp_path):
@@ -319,7 +318,7 @@ def test_boundary_search_without_by_block_time_falls_back_to_a_burn_block_search
         with HiroClient(sim.url, requests_per_minute=0) as v1_client:
             for day, v3 in zip(WEEK[:2], fetched, strict=True):
                 v1 = fetch_day(v1_client, day)
-                assert [r["tx_id"] for r in v3.records] == [r["tx_id"] for r in v1.records]
+                assert v3.table.column("tx_id").to_pylist() == v1.table.column("tx_id").to_pylist()
                 assert v3.boundary_requests <= 12
 
 
@@ -336,7 +335,7 @@ def test_segments_are_paged_concurrently_and_still_match(sim, small_chain):
     with HiroClient(sim.url, requests_per_minute=0) as client:
         v3 = V3DayLister(client, page_workers=4).fetch_day(DAY)
         v1 = fetch_day(client, DAY)
-    assert [r["tx_id"] for r in v3.records] == [r["tx_id"] for r in v1.records]
+    assert v3.table.column("tx_id").to_pylist() == v1.table.column("tx_id").to_pylist()
     # Two segments at 400 tx/day (MIN_PAGES_PER_SEGMENT): one partial page more at most per segment.
     assert v3.pages <= math.ceil(v1.total / 50) + 2
 

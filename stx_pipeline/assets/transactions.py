@@ -10,8 +10,7 @@ import time
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from stx_pipeline.hiro import EndpointGoneError, HiroApiError, QuotaExhaustedError, records_to_table
-from stx_pipeline.hiro.transactions import day_window
+from stx_pipeline.hiro import EndpointGoneError, HiroApiError, QuotaExhaustedError
 from stx_pipeline.partitions import daily_partitions
 from stx_pipeline.resources import HiroApiResource, write_connection
 from stx_pipeline.settings import Settings
@@ -107,7 +106,6 @@ def stx_transactions(
         for day in days:
             try:
                 fetched = fetcher.fetch(day)
-                table = records_to_table(fetched.records, day, window=day_window(day))
             except HiroApiError as exc:
                 failures[day] = exc
                 context.log.error(f"partition {day}: {exc}")
@@ -116,7 +114,7 @@ def stx_transactions(
                 continue  # a bad day must not cost the other days of the run
             write_started = time.monotonic()
             with write_connection(duckdb) as conn:
-                replace_day(conn, day, table)
+                replace_day(conn, day, fetched.table)
             write_s = time.monotonic() - write_started
             api_totals[day] = fetched.total
             first_time = first_time if first_time is not None else fetched.first_burn_block_time

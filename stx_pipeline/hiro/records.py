@@ -61,33 +61,6 @@ class _Where:
         )
 
 
-# The fields records_to_table reads, by payload; everything else of a v1 record is dropped on arrival.
-_KEPT = (
-    "tx_id", "tx_type", "tx_status", "fee_rate", "nonce", "sender_address", "sponsored", "sponsor_address",
-    "block_hash", "block_height", "block_time", "burn_block_time", "burn_block_height", "tx_index",
-    "microblock_sequence",
-)  # fmt: skip
-_KEPT_PAYLOAD = {
-    "contract_call": ("contract_id", "function_name"),
-    "smart_contract": ("contract_id",),
-    "token_transfer": ("recipient_address", "amount"),
-}
-
-
-def slim_record(record: Any) -> Any:
-    """The record with only the stored fields (missing ones stay missing, values untouched for validation)."""
-    if not isinstance(record, dict):
-        return record
-    slim = {key: record[key] for key in _KEPT if key in record}
-    for payload, keys in _KEPT_PAYLOAD.items():
-        body = record.get(payload)
-        if isinstance(body, dict):
-            slim[payload] = {key: body[key] for key in keys if key in body}
-        elif payload in record:
-            slim[payload] = body
-    return slim
-
-
 def _int(record: dict[str, Any], field: str, where: _Where, *, required: bool = False) -> int | None:
     value = record.get(field)
     if value is None:
@@ -130,14 +103,16 @@ def records_to_table(
     *,
     window: tuple[int, int] | None = None,
     ingested_at: dt.datetime | None = None,
+    offset_base: int = 0,
 ) -> pa.Table:
-    """Validate and convert one day's records; `window` = [start, end) unix seconds on burn_block_time."""
+    """Validate and convert records of one day (a page or all); `window` = [start, end) unix seconds on
+    burn_block_time; `offset_base` is the offset of the first record in the day's listing (for errors)."""
     label = partition.isoformat()
     ingested = ingested_at or dt.datetime.now(dt.UTC)
     cols: dict[str, list[Any]] = {
         name: [] for name in ARROW_SCHEMA.names if name not in ("partition_date", "ingested_at")
     }
-    for offset, record in enumerate(records):
+    for offset, record in enumerate(records, start=offset_base):
         where = _Where(label, offset)
         if not isinstance(record, dict):
             raise where.fail("(record)", f"should be an object, got {type(record).__name__}")

@@ -34,7 +34,7 @@ from typing import Any
 
 from stx_pipeline.hiro.client import HiroClient, Logger
 from stx_pipeline.hiro.errors import HiroApiError, IncompleteDayError, RecordError
-from stx_pipeline.hiro.records import _int, _str, _ustx, _Where
+from stx_pipeline.hiro.records import _int, _str, _ustx, _Where, records_to_table
 from stx_pipeline.hiro.transactions import DayFetch, day_window
 
 V3_PATH = "/extended/v3/transactions"
@@ -344,7 +344,7 @@ class V3DayLister:
         return DayFetch(
             day=day,
             total=total,
-            records=records,
+            table=records_to_table(records, day, window=day_window(day)),
             pages=sum(pages),
             seconds=time.monotonic() - started,
             strategy="v3",
