@@ -137,20 +137,19 @@ def cancel(backfill_id: str | None, ui_url: str) -> None:
     "--days",
     "target_days",
     type=int,
-    envvar="STX_TARGET_DAYS",
-    default=180,
-    show_default=True,
-    help="Size of the window ending yesterday.",
+    default=None,
+    help="Size of the window ending yesterday [default: STX_TARGET_DAYS, else 180].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--no-instance", is_flag=True, help="Only read DuckDB; skip the Dagster instance.")
-def status(target_days: int, as_json: bool, no_instance: bool) -> None:
+def status(target_days: int | None, as_json: bool, no_instance: bool) -> None:
     """What is stored and what is missing. Exit 0 complete, 2 incomplete or in progress, 1 error."""
     from stx_pipeline.operations.status import build_report, render_text
 
-    if target_days <= 0:
+    if target_days is not None and target_days <= 0:
         raise click.UsageError(f"--target-days must be positive, got {target_days}")
-    settings = _settings()
+    settings = _settings()  # validates STX_TARGET_DAYS by name (a click envvar error would only name the option)
+    target_days = settings.target_days if target_days is None else target_days
     report = build_report(settings.duckdb_path, target_days, with_instance=not no_instance)
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else render_text(report))
     sys.exit(report.exit_code)

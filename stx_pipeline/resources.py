@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -15,6 +16,7 @@ from stx_pipeline.hiro import HiroClient
 from stx_pipeline.hiro.client import Logger
 from stx_pipeline.hiro.strategy import DayFetcher
 from stx_pipeline.settings import Settings
+from stx_pipeline.storage import StorageError, is_lock_error
 from stx_pipeline.storage.backend import open_storage
 
 
@@ -56,8 +58,50 @@ def write_connection(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnec
     STX_STORAGE picks the backend (stx_pipeline.storage.backend): the DuckDB file through this DuckDBResource
     (it retries the file lock on open), or the DuckLake lake, where the resource is not used.
     """
-    with open_storage(resource.database, resource).write_connection() as conn:
+    with ExitStack() as stack:
+        kind = None
+        try:
+            storage = open_storage(resource.database, resource)
+            kind = storage.kind
+            if kind == "duckdb":
+                _refuse_a_foreign_file(Path(resource.database))
+            conn = stack.enter_context(storage.write_connection())
+        except (StorageError, duckdb.Error, OSError) as exc:
+            # The run's error message (not a stack trace); the file is never touched.
+            message = _open_error(resource.database, exc) if kind == "duckdb" else str(exc)
+            raise dg.Failure(description=message, allow_retries=False) from exc
         yield conn
+
+
+def _refuse_a_foreign_file(path: Path) -> None:
+    """Fail at once on a foreign or read-only file: DuckDBResource retries any IOException on open for ~100 s."""
+    if path.is_file():
+        with path.open("rb") as f:
+            header = f.read(12)
+        if header[8:12] != b"DUCK":
+            raise StorageError(f"{path} exists but is not a DuckDB database file")
+        if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):  # the WAL goes beside the file
+            raise StorageError(f"{path} or its directory is read-only")
+
+
+def _open_error(path: str, exc: BaseException) -> str:
+    parent = Path(path).parent
+    if isinstance(exc, StorageError):
+        text = str(exc)
+    elif parent.exists() and not parent.is_dir():
+        text = f"cannot create {path}: {parent} is a file, not a directory"
+    elif is_lock_error(exc):
+        return (
+            f"cannot write to {path}: another process holds it ({exc}). Stop the process that keeps the file "
+            "open (a stray `duckdb` shell or notebook), then re-run the failed days."
+        )
+    else:
+        text = f"cannot open {path} for writing: {exc}"
+    return (
+        f"{text}. Nothing was written; a file already there is left as it is. Check STX_DUCKDB_PATH: restore "
+        "the file from a backup or move it aside (a new one is then created), and make sure its directory is "
+        "writable; then re-run the failed days."
+    )
 
 
 def resources_from_env(settings: Settings) -> dict[str, dg.ConfigurableResource]:
