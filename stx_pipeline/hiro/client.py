@@ -170,8 +170,13 @@ class HiroClient:
         except TransientHttpError as exc:
             raise RetriesExhaustedError(
                 f"GET {endpoint} still failing after {self.max_attempts} attempts: {exc}. "
-                "The API is unavailable or rate limiting hard; re-run the partition later, "
-                "or lower the request budget (STX_REQUESTS_PER_MINUTE).",
+                + (
+                    "The API keeps rate limiting: lower the request budget (STX_REQUESTS_PER_MINUTE) "
+                    "or set HIRO_API_KEY, then re-run the partition."
+                    if exc.status == 429
+                    else "The API or the network keeps failing; nothing of this day was written: "
+                    "re-run the partition later."
+                ),
                 status=exc.status,
                 endpoint=endpoint,
             ) from exc
