@@ -47,3 +47,15 @@ def pipeline_resources(sim_url: str, db: Path, **hiro_overrides: object) -> dict
 def days(first: str, n: int) -> list[dt.date]:
     start = dt.date.fromisoformat(first)
     return [start + dt.timedelta(days=i) for i in range(n)]
+
+
+def failure_message(result) -> str:
+    """Every message of the failed step's error chain (the Failure and what caused it)."""
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error, messages = event.step_failure_data.error, []
+            while error is not None:
+                messages.append(error.message)
+                error = error.cause
+            return "\n".join(messages)
+    raise AssertionError("the run did not fail")

@@ -29,7 +29,7 @@ from stx_pipeline.hiro import day_window, records_to_table
 from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
 from stx_pipeline.simulator.catalog import HOSTILE_CONTRACT_NAME, HOSTILE_FUNCTION_NAME
 from stx_pipeline.storage import replace_day
-from stx_pipeline_tests.conftest import PROJECT_ROOT, days, pipeline_resources
+from stx_pipeline_tests.conftest import PROJECT_ROOT, days, failure_message, pipeline_resources
 from stx_pipeline_tests.test_dashboard_page import parse
 
 FIRST = dt.date(2025, 3, 1)
@@ -74,17 +74,6 @@ def write_days(db: Path, chain: SyntheticChain, wanted: list[dt.date]) -> None:
 def chain_totals(chain: SyntheticChain, wanted: list[dt.date]) -> tuple[int, int]:
     txs = [tx for day in wanted for tx in chain.day_transactions(day)]
     return len(txs), sum(int(tx["fee_rate"]) for tx in txs)
-
-
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error, messages = event.step_failure_data.error, []
-            while error is not None:
-                messages.append(error.message)
-                error = error.cause
-            return "\n".join(messages)
-    raise AssertionError("the run did not fail")
 
 
 def test_dashboard_over_ingested_days(simulator, small_chain, db_path, tmp_path):

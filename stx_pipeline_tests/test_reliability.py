@@ -18,7 +18,7 @@ from stx_pipeline.assets.transactions import stx_transactions
 from stx_pipeline.resources import HiroApiResource
 from stx_pipeline.simulator import FaultConfig, SimulatorServer
 from stx_pipeline.storage import day_content_hash, day_counts, duplicate_tx_ids
-from stx_pipeline_tests.conftest import PROJECT_ROOT, days, pipeline_resources
+from stx_pipeline_tests.conftest import PROJECT_ROOT, days, failure_message, pipeline_resources
 
 THIRTY = days("2025-02-01", 30)
 PLANTED_KEY = "hiro-planted-key-7f3a9c1e5b"
@@ -161,17 +161,6 @@ def test_kill_9_of_a_multi_day_run_loses_nothing_and_a_rerun_completes(small_cha
         assert duplicate_tx_ids(conn) == 0
 
 
-def _failure_text(result: dg.ExecuteInProcessResult) -> str:
-    texts = []
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error = event.step_failure_data.error
-            while error is not None:
-                texts.append(error.message)
-                error = error.cause
-    return "\n".join(texts)
-
-
 @pytest.mark.parametrize(
     ("faults", "key", "needle"),
     [
@@ -197,7 +186,7 @@ def test_key_and_quota_errors_stop_the_run_clearly(small_chain, tmp_path, monkey
         )
         requests_made = sim.stats()["requests"]
     assert not result.success
-    text = _failure_text(result)
+    text = failure_message(result)
     assert needle in text
     assert key not in text
     assert requests_made <= 8  # stopped at once, not day after day

@@ -12,7 +12,7 @@ import pytest
 from stx_pipeline.assets.transactions import CHECK_ROWS_MATCH_TOTAL, CHECK_TX_ID_UNIQUE, stx_transactions
 from stx_pipeline.simulator import FaultConfig
 from stx_pipeline.storage import day_content_hash, day_counts, duplicate_tx_ids
-from stx_pipeline_tests.conftest import days, pipeline_resources
+from stx_pipeline_tests.conftest import days, failure_message, pipeline_resources
 
 DAY = dt.date(2025, 3, 1)
 
@@ -43,17 +43,6 @@ def stored_tx_ids_sha(db, day: dt.date) -> str:
 def content_hashes(db, wanted: list[dt.date]) -> dict[dt.date, str]:
     with duckdb.connect(str(db), read_only=True) as conn:
         return {d: day_content_hash(conn, d) for d in wanted}
-
-
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error, messages = event.step_failure_data.error, []
-            while error is not None:
-                messages.append(error.message)
-                error = error.cause
-            return "\n".join(messages)
-    raise AssertionError("the run did not fail")
 
 
 def test_one_day_matches_the_api_total_and_tx_ids(simulator, small_chain, db_path):

@@ -25,7 +25,7 @@ from stx_pipeline.hiro.v3 import V3DayLister
 from stx_pipeline.settings import Settings, SettingsError
 from stx_pipeline.simulator import FaultConfig, SimulatorServer, SyntheticChain
 from stx_pipeline.storage import day_content_hash, day_counts, duplicate_tx_ids
-from stx_pipeline_tests.conftest import days, pipeline_resources
+from stx_pipeline_tests.conftest import days, failure_message, pipeline_resources
 
 FIRST, LAST = "2025-03-01", "2025-03-07"
 WEEK = days(FIRST, 7)
@@ -87,17 +87,6 @@ def content_hashes(db: Path, wanted: list[dt.date]) -> dict[dt.date, str]:
 def run_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
     materialization = result.asset_materializations_for_node("stx_transactions")[-1]
     return {key: value.value for key, value in materialization.metadata.items()}
-
-
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            error, messages = event.step_failure_data.error, []
-            while error is not None:
-                messages.append(error.message)
-                error = error.cause
-            return "\n".join(messages)
-    raise AssertionError("the run did not fail")
 
 
 def gone_answers(sim: SimulatorServer) -> int:
