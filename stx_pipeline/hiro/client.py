@@ -196,9 +196,7 @@ class HiroClient:
         except requests.RequestException as exc:
             # ConnectionError, ChunkedEncodingError (truncated body), ...: the message may hold the URL,
             # never the key (headers are not part of requests' exception text).
-            raise TransientHttpError(
-                f"{type(exc).__name__} on GET {endpoint}: {exc}", endpoint=endpoint
-            ) from exc
+            raise TransientHttpError(f"{type(exc).__name__} on GET {endpoint}: {exc}", endpoint=endpoint) from exc
         self._observe_headers(response, endpoint)
         status = response.status_code
         if status == 200:

@@ -194,7 +194,7 @@ class SyntheticChain:
         cursor = 0
         for i, count in enumerate(per_tenure):
             tenure = index * TENURES_PER_DAY + i
-            txs.extend(gen.tenure(tenure, senders[cursor:cursor + count]))
+            txs.extend(gen.tenure(tenure, senders[cursor : cursor + count]))
             cursor += count
         return _Day(txs, [tx["burn_block_time"] for tx in txs], [tx["block_height"] for tx in txs])
 
@@ -243,24 +243,27 @@ class _DayGenerator:
         burn_time = chain.burn_block_time(tenure)
         parent_burn = burn_time if block else chain.burn_block_time(tenure - 1)
         block_time = chain.block_time(tenure, block)
-        return _Block({
-            "block_hash": chain.block_hash(height),
-            "block_height": height,
-            "block_time": block_time,
-            "block_time_iso": ids.iso(block_time),
-            "burn_block_time": burn_time,
-            "burn_block_height": GENESIS_BURN_HEIGHT + tenure,
-            "burn_block_time_iso": ids.iso(burn_time),
-            "parent_burn_block_time": parent_burn,
-            "parent_burn_block_time_iso": ids.iso(parent_burn),
-            "parent_block_hash": chain.block_hash(height - 1),
-        })
+        return _Block(
+            {
+                "block_hash": chain.block_hash(height),
+                "block_height": height,
+                "block_time": block_time,
+                "block_time_iso": ids.iso(block_time),
+                "burn_block_time": burn_time,
+                "burn_block_height": GENESIS_BURN_HEIGHT + tenure,
+                "burn_block_time_iso": ids.iso(burn_time),
+                "parent_burn_block_time": parent_burn,
+                "parent_burn_block_time_iso": ids.iso(parent_burn),
+                "parent_block_hash": chain.block_hash(height - 1),
+            }
+        )
 
     def _tx_id(self) -> str:
         return f"0x{self.rng.getrandbits(256):064x}"
 
-    def _envelope(self, block: _Block, tx_index: int, nonce: int, fee: int, sender: str,
-                  status: str, result: dict[str, str]) -> Tx:
+    def _envelope(
+        self, block: _Block, tx_index: int, nonce: int, fee: int, sender: str, status: str, result: dict[str, str]
+    ) -> Tx:
         b = block.fields
         return {
             "tx_id": self._tx_id(),
@@ -323,8 +326,9 @@ class _DayGenerator:
         tx["coinbase_payload"] = {
             "data": ids.hex_hash(seed, "coinbase", tenure),
             "alt_recipient": None,
-            "vrf_proof": "0x" + ids.digest(seed, "vrf", tenure, size=64).hex() + ids.digest(
-                seed, "vrf2", tenure, size=16).hex(),
+            "vrf_proof": "0x"
+            + ids.digest(seed, "vrf", tenure, size=64).hex()
+            + ids.digest(seed, "vrf2", tenure, size=16).hex(),
         }
         return tx
 
@@ -337,8 +341,15 @@ class _DayGenerator:
         self.nonces[wallet] = nonce + 1
 
         roll = rng.random()
-        status = ("problematic_skipped" if roll < 0.0002 else "abort_by_post_condition" if roll < 0.0102
-                  else "abort_by_response" if roll < 0.0302 else "success")
+        status = (
+            "problematic_skipped"
+            if roll < 0.0002
+            else "abort_by_post_condition"
+            if roll < 0.0102
+            else "abort_by_response"
+            if roll < 0.0302
+            else "success"
+        )
         fee = max(180, int(rng.lognormvariate(8.0, 0.8)))  # median ~3,000 micro-STX
         kind = rng.random()
         tx_type = "contract_call" if kind < 0.79 else "token_transfer" if kind < 0.98 else "smart_contract"

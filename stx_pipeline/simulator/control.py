@@ -39,8 +39,13 @@ class Admission:
 
 
 class Controller:
-    def __init__(self, faults: FaultConfig | None, rpm_limit: int | None, clock: Callable[[], float],
-                 required_api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        faults: FaultConfig | None,
+        rpm_limit: int | None,
+        clock: Callable[[], float],
+        required_api_key: str | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
         self._required_key_digest = _key_digest(required_api_key) if required_api_key else None
@@ -178,8 +183,12 @@ class Controller:
         with self._lock:
             faults = self._faults
             roll = self._rng.random()
-            for kind, rate in (("reset", faults.reset_rate), ("truncate", faults.truncate_rate),
-                               ("error", faults.error_rate), ("malformed_json", faults.malformed_json_rate)):
+            for kind, rate in (
+                ("reset", faults.reset_rate),
+                ("truncate", faults.truncate_rate),
+                ("error", faults.error_rate),
+                ("malformed_json", faults.malformed_json_rate),
+            ):
                 if roll < rate:
                     self._faults_injected[kind] += 1
                     status = self._rng.choice(SERVER_ERROR_CODES) if kind == "error" else 200

@@ -37,7 +37,7 @@ def c32encode(data: bytes) -> str:
     # Slicing the binary string 5 bits at a time is ~3x faster than repeated divmod in Python.
     width = -(-len(data) * 8 // 5) * 5
     bits = format(number, f"0{width}b")
-    encoded = "".join(_FIVE_BITS[bits[i:i + 5]] for i in range(0, width, 5)).lstrip("0")
+    encoded = "".join(_FIVE_BITS[bits[i : i + 5]] for i in range(0, width, 5)).lstrip("0")
     # c32check keeps one "0" per leading zero byte, like base58 does.
     zeros = len(data) - len(data.lstrip(b"\0"))
     return "0" * zeros + encoded

@@ -14,8 +14,7 @@ MAX_LIMIT = 50
 DEFAULT_LIMIT = 20
 SORT_BY = ("block_height", "burn_block_time", "fee")
 ORDERS = ("asc", "desc")
-TX_TYPES = ("coinbase", "token_transfer", "smart_contract", "contract_call", "poison_microblock",
-            "tenure_change")
+TX_TYPES = ("coinbase", "token_transfer", "smart_contract", "contract_call", "poison_microblock", "tenure_change")
 # The simulator materialises a window in memory; a month is plenty for day partitions.
 MAX_WINDOW_DAYS = 31
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
@@ -60,9 +59,7 @@ def _choice(params: Params, name: str, allowed: tuple[str, ...], default: str) -
     if not values:
         return default
     if values[-1] not in allowed:
-        raise BadRequest(
-            f"querystring/{name} must be equal to one of the allowed values: {', '.join(allowed)}"
-        )
+        raise BadRequest(f"querystring/{name} must be equal to one of the allowed values: {', '.join(allowed)}")
     return values[-1]
 
 
@@ -74,9 +71,7 @@ def parse_list_query(params: Params) -> ListQuery:
         names = [name.strip() for value in params["type"] for name in value.split(",") if name.strip()]
         bad = [name for name in names if name not in TX_TYPES]
         if bad:
-            raise BadRequest(
-                f"querystring/type must be equal to one of the allowed values: {', '.join(TX_TYPES)}"
-            )
+            raise BadRequest(f"querystring/type must be equal to one of the allowed values: {', '.join(TX_TYPES)}")
         types = tuple(dict.fromkeys(names))
     exclude = params.get("exclude_function_args")
     if exclude and exclude[-1].lower() not in _BOOLS:
@@ -152,7 +147,7 @@ class Lister:
 
     def page(self, query: ListQuery) -> tuple[int, list[Tx]]:
         rows = self.rows(query)
-        page = rows[query.offset:query.offset + query.limit]
+        page = rows[query.offset : query.offset + query.limit]
         if query.exclude_function_args:
             page = [_without_function_args(tx) for tx in page]
         return len(rows), page

@@ -40,8 +40,9 @@ DEPRECATION_WARNING = (
     '299 - "Deprecated: this endpoint will be removed. Use /extended/v3/transactions instead. '
     'See https://docs.hiro.so/stacks/api"'
 )
-GONE_MESSAGE = ("This endpoint has been disabled. Use /extended/v3/transactions instead "
-                "(https://docs.hiro.so/stacks/api).")
+GONE_MESSAGE = (
+    "This endpoint has been disabled. Use /extended/v3/transactions instead (https://docs.hiro.so/stacks/api)."
+)
 _DAY_PATH = re.compile(r"^/_sim/day/(\d{4}-\d{2}-\d{2})$")
 _BURN_BLOCK = re.compile(r"^/extended/v2/burn-blocks/([^/]+)$")
 _BURN_BLOCK_BLOCKS = re.compile(r"^/extended/v2/burn-blocks/([^/]+)/blocks$")
@@ -298,9 +299,17 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_error(400, "Bad Request", "invalid date", {})
                 return
             start, end = day_bounds(day)
-            self._send_json(200, {"day": day.isoformat(), "start_time": start, "end_time": end,
-                                  "total": sim.chain.day_total(day),
-                                  "tx_ids_sha256": sim.chain.day_digest(day)}, {})
+            self._send_json(
+                200,
+                {
+                    "day": day.isoformat(),
+                    "start_time": start,
+                    "end_time": end,
+                    "total": sim.chain.day_total(day),
+                    "tx_ids_sha256": sim.chain.day_digest(day),
+                },
+                {},
+            )
         else:
             self._send_error(404, "Not Found", f"Route {method}:{path} not found", {})
 
@@ -377,9 +386,17 @@ class SimulatorServer:
     ...     requests.get(f"{sim.url}/extended/v1/tx", params={"limit": 1})
     """
 
-    def __init__(self, chain: SyntheticChain, faults: FaultConfig | None = None, rpm_limit: int | None = None,
-                 host: str = "127.0.0.1", port: int = 0, required_api_key: str | None = None,
-                 clock: Callable[[], float] = time.time, hide_future: bool = True) -> None:
+    def __init__(
+        self,
+        chain: SyntheticChain,
+        faults: FaultConfig | None = None,
+        rpm_limit: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        required_api_key: str | None = None,
+        clock: Callable[[], float] = time.time,
+        hide_future: bool = True,
+    ) -> None:
         self.chain = chain
         self.host = host
         self._requested_port = port
@@ -412,8 +429,12 @@ class SimulatorServer:
         if self._httpd is not None:
             return self
         self._httpd = _HTTPServer((self.host, self._requested_port), self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"hiro-simulator:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"hiro-simulator:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -454,9 +475,14 @@ class SimulatorServer:
         }
 
 
-def serve(host: str = "127.0.0.1", port: int = 3999, chain_config: ChainConfig | None = None,
-          faults: FaultConfig | None = None, rpm_limit: int | None = None,
-          required_api_key: str | None = None) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 3999,
+    chain_config: ChainConfig | None = None,
+    faults: FaultConfig | None = None,
+    rpm_limit: int | None = None,
+    required_api_key: str | None = None,
+) -> None:
     """Run the simulator in the foreground until interrupted (the `stx-pipeline simulate` command).
 
     host/port: where to listen (port 0 picks a free port); chain_config: the synthetic chain
