@@ -8,12 +8,19 @@ Unknown `tx_type` / `tx_status` values are kept as they come: the API adds new o
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from stx_pipeline.hiro.errors import RecordError
+
+# A day's table is built from thousands of page tables. pyarrow's default allocator (mimalloc) keeps the pages'
+# freed memory, which took a 100,000-transaction run from 337 to 428 MiB peak; the system allocator returns it.
+# An explicit ARROW_DEFAULT_MEMORY_POOL still wins.
+if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+    pa.set_memory_pool(pa.system_memory_pool())
 
 ARROW_SCHEMA = pa.schema(
     [
