@@ -17,7 +17,7 @@ export STX_UI_URL ?= http://$(UI_HOST):$(UI_PORT)
 DAYS ?= $(if $(TARGET_DAYS),$(TARGET_DAYS),14)
 BG := $(BIN)/python -m stx_pipeline.operations.background --host $(UI_HOST) --port $(UI_PORT) --simulator-port $(SIM_PORT)
 
-.PHONY: help install test test-fast lint format up down logs ps backfill backfill-bg status dashboard demo demo-clean \
+.PHONY: help install test test-fast lint format bench up down logs ps backfill backfill-bg status dashboard demo demo-clean \
 	simulate backfill-wallet backfill-status backfill-tail backfill-stop
 
 help: ## list the commands
@@ -43,6 +43,17 @@ lint: install ## ruff
 format: install ## ruff format + fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+bench: install ## every benchmark of docs/BENCHMARKS.md, one after the other (~30 min; prints figures only)
+	uv sync --frozen --group bench
+	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_status.py
+	$(BIN)/python bench/bench_dashboard.py --source simulator
+	$(BIN)/python bench/bench_backends.py
+	$(BIN)/python bench/bench_backfill.py floor
+	$(BIN)/python bench/bench_backfill.py share
+	$(BIN)/python bench/bench_backfill.py peer
+	uv sync --frozen
 
 demo: install ## offline demo: simulator + Dagster, a 14-day backfill, the dashboard, the status
 	DAYS=$(DAYS) STX_UI_HOST=$(UI_HOST) STX_UI_PORT=$(UI_PORT) STX_SIMULATOR_PORT=$(SIM_PORT) \
