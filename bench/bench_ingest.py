@@ -257,11 +257,9 @@ def _warm(chain: Any, day: dt.date) -> None:
 
 
 def _dagster_home(work: Path) -> Path:
-    home = work / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    text = (PROJECT_ROOT / "dagster.yaml").read_text().replace("base_dir: .dagster", f"base_dir: {home}/.dagster")
-    (home / "dagster.yaml").write_text(text)
-    return home
+    from stx_pipeline.operations.background import make_dagster_home
+
+    return make_dagster_home(work / "dagster_home")
 
 
 def bench_materialize(work: Path, reps: int, txs: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PROJECT_ROOT, PYTHON, VENV_BIN, fill_database, median, print_machine, run_timed
+from common import PYTHON, VENV_BIN, fill_database, median, print_machine, run_timed
 
 
 def closed_port() -> int:
@@ -63,11 +63,9 @@ def main() -> None:
                 "STX_API_URL": "http://127.0.0.1:9",
             }
         )
-        home = work / "dagster_home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text(
-            (PROJECT_ROOT / "dagster.yaml").read_text().replace("base_dir: .dagster", f"base_dir: {home}/.dagster")
-        )
+        from stx_pipeline.operations.background import make_dagster_home
+
+        home = make_dagster_home(work / "dagster_home")
         # Create the instance's storage as a first run would.
         rc = run_timed(
             [

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from stx_pipeline.operations import background
 from stx_pipeline.operations.background import dagster_service, start, stop, wait_for_daemon
 from stx_pipeline_tests.conftest import PROJECT_ROOT
 
@@ -23,12 +24,7 @@ def free_port() -> int:
 
 
 def make_dagster_home(root: Path) -> Path:
-    """The project's dagster.yaml with its storage moved under `root` (relative paths follow the cwd)."""
-    home = root / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    text = (PROJECT_ROOT / "dagster.yaml").read_text().replace("base_dir: .dagster", f"base_dir: {home}/.dagster")
-    (home / "dagster.yaml").write_text(text)
-    return home
+    return background.make_dagster_home(root / "dagster_home")
 
 
 def pipeline_env(root: Path, api_url: str, **extra: str) -> dict[str, str]:

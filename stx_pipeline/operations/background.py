@@ -51,6 +51,18 @@ class Service:
         return pid
 
 
+def make_dagster_home(home: Path) -> Path:
+    """A DAGSTER_HOME at `home` with the project's dagster.yaml, its storage moved under `home/.dagster`.
+
+    The project's file uses paths relative to the project root (where `make` runs); elsewhere (the demo, tests,
+    benchmarks) relative paths would follow the current directory, so they are made absolute here.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    config = (PROJECT_ROOT / "dagster.yaml").read_text().replace("base_dir: .dagster", f"base_dir: {home}/.dagster")
+    (home / "dagster.yaml").write_text(config)
+    return home
+
+
 def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 

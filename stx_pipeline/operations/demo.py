@@ -17,6 +17,7 @@ from pathlib import Path
 from stx_pipeline.operations.background import (
     PROJECT_ROOT,
     dagster_service,
+    make_dagster_home,
     simulator_service,
     start,
     wait_for_daemon,
@@ -26,11 +27,7 @@ DEMO_DIR = PROJECT_ROOT / "demo"
 
 
 def demo_env(sim_port: int, days: int) -> dict[str, str]:
-    home = DEMO_DIR / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    # The project's instance config with its storage under demo/ (relative paths would follow the cwd).
-    config = (PROJECT_ROOT / "dagster.yaml").read_text().replace("base_dir: .dagster", f"base_dir: {home}/.dagster")
-    (home / "dagster.yaml").write_text(config)
+    home = make_dagster_home(DEMO_DIR / "dagster_home")
     return {
         "DAGSTER_HOME": str(home),
         "STX_API_URL": f"http://127.0.0.1:{sim_port}",
