@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
 
 from stx_pipeline.settings import Settings
@@ -10,3 +12,11 @@ from stx_pipeline.settings import Settings
 daily_partitions = dg.DailyPartitionsDefinition(
     start_date=Settings.from_env().start_date.isoformat(), end_offset=0, timezone="UTC"
 )
+
+
+def day_statuses(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, days: list[dt.date]
+) -> dict[dt.date, str | None]:
+    """The instance's status of each day: MATERIALIZED, FAILED, IN_PROGRESS, or None when never attempted."""
+    by_key = instance.get_status_by_partition(asset_key, [d.isoformat() for d in days], daily_partitions) or {}
+    return {dt.date.fromisoformat(k): (v.value if v is not None else None) for k, v in by_key.items()}

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from stx_pipeline.assets.transactions import ASSET_KEY, stx_transactions
 from stx_pipeline.operations.window import contiguous_runs
-from stx_pipeline.partitions import daily_partitions
+from stx_pipeline.partitions import daily_partitions, day_statuses
 from stx_pipeline.settings import Settings
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -87,11 +87,6 @@ def plan_topup(
     return requests
 
 
-def _statuses(instance: dg.DagsterInstance, days: list[dt.date]) -> dict[dt.date, str | None]:
-    by_key = instance.get_status_by_partition(ASSET_KEY, [d.isoformat() for d in days], daily_partitions) or {}
-    return {dt.date.fromisoformat(k): (v.value if v is not None else None) for k, v in by_key.items()}
-
-
 def _default_status() -> dg.DefaultSensorStatus:
     off = os.environ.get("STX_DAILY_TOPUP", "on").strip().lower() in ("off", "false", "0", "no")
     return dg.DefaultSensorStatus.STOPPED if off else dg.DefaultSensorStatus.RUNNING
@@ -111,7 +106,7 @@ def daily_topup(context: dg.SensorEvaluationContext, topup: TopupPolicy) -> dg.S
     yesterday = now.date() - dt.timedelta(days=1)
     oldest = max(first_partition, yesterday - dt.timedelta(days=topup.target_days - 1))
     days = [oldest + dt.timedelta(days=i) for i in range((yesterday - oldest).days + 1)]
-    statuses = _statuses(context.instance, days) if days else {}
+    statuses = day_statuses(context.instance, ASSET_KEY, days) if days else {}
     planned = plan_topup(
         now,
         statuses,

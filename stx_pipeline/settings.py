@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 STACKS_MAINNET_START = dt.date(2021, 1, 14)
 
@@ -49,6 +50,17 @@ def _date_env(name: str, default: dt.date) -> dt.date:
         return dt.date.fromisoformat(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a date in YYYY-MM-DD form") from None
+
+
+def dagster_home() -> Path | None:
+    """DAGSTER_HOME, or the current directory when it holds the project's dagster.yaml (exported for Dagster)."""
+    home = os.environ.get("DAGSTER_HOME", "").strip()
+    if home:
+        return Path(home)
+    if Path("dagster.yaml").exists():
+        os.environ["DAGSTER_HOME"] = str(Path.cwd())
+        return Path.cwd()
+    return None
 
 
 @dataclass(frozen=True)

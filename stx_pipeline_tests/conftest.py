@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,3 +62,26 @@ def failure_message(result) -> str:
                 error = error.cause
             return "\n".join(messages)
     raise AssertionError("the run did not fail")
+
+
+@contextmanager
+def lock_held_by_another_process(db: Path, seconds: float) -> Iterator[subprocess.Popen[str]]:
+    """Another process opens `db` read-write (DuckDB's file lock) for `seconds`; yields once it holds it."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+            "time.sleep(float(sys.argv[2]))",
+            str(db),
+            str(seconds),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)

@@ -29,7 +29,13 @@ from stx_pipeline.hiro import day_window, records_to_table
 from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
 from stx_pipeline.simulator.catalog import HOSTILE_CONTRACT_NAME, HOSTILE_FUNCTION_NAME
 from stx_pipeline.storage import replace_day
-from stx_pipeline_tests.conftest import PROJECT_ROOT, days, failure_message, pipeline_resources
+from stx_pipeline_tests.conftest import (
+    PROJECT_ROOT,
+    days,
+    failure_message,
+    lock_held_by_another_process,
+    pipeline_resources,
+)
 from stx_pipeline_tests.test_dashboard_page import parse
 
 FIRST = dt.date(2025, 3, 1)
@@ -182,21 +188,8 @@ def test_no_database_or_table_fails_clearly(tmp_path):
 def test_build_waits_for_a_writer_to_release_the_lock(small_chain, db_path, tmp_path):
     """A writer holding the file (another process) only delays the rebuild; it reads read-only meanwhile."""
     write_days(db_path, small_chain, [FIRST])
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(2)",
-            str(db_path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with lock_held_by_another_process(db_path, 2):
         assert build(db_path, tmp_path / "public").success
-    finally:
-        holder.wait(timeout=30)
 
 
 # --- automation ----------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from stx_pipeline.storage import (
     duplicate_tx_ids,
     replace_day,
 )
+from stx_pipeline_tests.conftest import lock_held_by_another_process
 
 DAY = dt.date(2025, 3, 1)
 START, END = day_window(DAY)
@@ -165,24 +166,11 @@ def test_read_only_connection_waits_through_a_write_window(tmp_path):
     db = tmp_path / "t.duckdb"
     write(db, DAY, [record(i) for i in range(3)])
     # A writer in a separate process holds the lock for ~1.5 s; the reader must wait, not fail.
-    import subprocess
-    import sys
-
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb,time; c=duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep(1.5); c.close()",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline().strip() == "held"
-    started = time.monotonic()
-    with connect_read_only(db) as conn:
-        assert conn.execute("SELECT count(*) FROM stx_transactions").fetchone()[0] == 3
-    assert time.monotonic() - started > 0.3
-    holder.wait(timeout=10)
+    with lock_held_by_another_process(db, 1.5):
+        started = time.monotonic()
+        with connect_read_only(db) as conn:
+            assert conn.execute("SELECT count(*) FROM stx_transactions").fetchone()[0] == 3
+        assert time.monotonic() - started > 0.3
 
 
 def test_read_only_gives_a_clear_error_for_missing_locked_and_foreign_files(tmp_path):
@@ -197,22 +185,9 @@ def test_read_only_gives_a_clear_error_for_missing_locked_and_foreign_files(tmp_
         pass
     db = tmp_path / "locked.duckdb"
     write(db, DAY, [record(1)])
-    import subprocess
-    import sys
-
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb,time; c=duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep(5)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(StorageError, match="stayed locked"), connect_read_only(db, timeout_s=0.5):
-            pass
-    finally:
-        holder.kill()
-        holder.wait()
+    with (
+        lock_held_by_another_process(db, 5),
+        pytest.raises(StorageError, match="stayed locked"),
+        connect_read_only(db, timeout_s=0.5),
+    ):
+        pass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from rich.progress import (
 from stx_pipeline.operations.plan import DayPlan, plan_days, stored_rows_by_day
 from stx_pipeline.operations.webserver import BackfillProgress, DagsterWebserver, WebserverError
 from stx_pipeline.operations.window import compact_ranges, contiguous_runs, expand_status_ranges
+from stx_pipeline.settings import dagster_home
 
 ASSET_PATH = ["stx_transactions"]
 REQUIRED_DAEMONS = {"BACKFILL", "QUEUED_RUN_COORDINATOR"}
@@ -45,12 +45,9 @@ class Outcome:
 
 def resolve_dagster_home() -> Path:
     """DAGSTER_HOME, or the current directory when it holds the project's dagster.yaml."""
-    home = os.environ.get("DAGSTER_HOME")
-    if home:
-        return Path(home)
-    if Path("dagster.yaml").exists():
-        os.environ["DAGSTER_HOME"] = str(Path.cwd())
-        return Path.cwd()
+    home = dagster_home()
+    if home is not None:
+        return home
     raise SystemExit(
         "DAGSTER_HOME is not set and there is no dagster.yaml here: run from the project root "
         "(make sets DAGSTER_HOME to it) or export DAGSTER_HOME=/path/to/stx-pipeline"
@@ -147,15 +144,11 @@ def follow(
 def plan_via_instance(window: list[dt.date], db_path: str, force: bool) -> DayPlan:
     import dagster as dg
 
-    from stx_pipeline.partitions import daily_partitions
+    from stx_pipeline.partitions import day_statuses
 
     resolve_dagster_home()
     with dg.DagsterInstance.get() as instance:
-        by_key = (
-            instance.get_status_by_partition(dg.AssetKey(ASSET_PATH), [d.isoformat() for d in window], daily_partitions)
-            or {}
-        )
-    statuses = {dt.date.fromisoformat(k): (v.value if v is not None else None) for k, v in by_key.items()}
+        statuses = day_statuses(instance, dg.AssetKey(ASSET_PATH), window)
     return plan_days(window, statuses, stored_rows_by_day(db_path, window), force=force)
 
 
@@ -169,6 +162,7 @@ def run_in_process(
     import dagster as dg
 
     from stx_pipeline.assets.transactions import stx_transactions
+    from stx_pipeline.partitions import day_statuses
     from stx_pipeline.resources import resources_from_env
     from stx_pipeline.settings import Settings
 
@@ -208,12 +202,8 @@ def run_in_process(
             else:
                 # A bad day fails alone: the days the run did write are recorded as materialized.
                 batch = [first + dt.timedelta(days=i) for i in range(n)]
-                statuses = instance.get_status_by_partition(
-                    stx_transactions.key, [d.isoformat() for d in batch], stx_transactions.partitions_def
-                )
-                written = {
-                    dt.date.fromisoformat(k) for k, v in (statuses or {}).items() if v and v.value == "MATERIALIZED"
-                }
+                statuses = day_statuses(instance, stx_transactions.key, batch)
+                written = {d for d, status in statuses.items() if status == "MATERIALIZED"}
                 outcome.failed.extend(d for d in batch if d not in written)
                 done += len(written)
                 for event in result.all_events:

@@ -8,7 +8,6 @@ about a second and a half).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from stx_pipeline.operations.plan import FAILED, IN_PROGRESS, MATERIALIZED, normalise
 from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
 from stx_pipeline.operations.window import compact_ranges, expand_status_ranges, last_complete_day
+from stx_pipeline.settings import dagster_home
 from stx_pipeline.storage import TABLE, StorageError, table_exists
 from stx_pipeline.storage.backend import Storage, open_storage
 
@@ -110,23 +110,16 @@ def _instance_part(report: StatusReport, window: list[dt.date], web: DagsterWebs
             return
         except WebserverError:
             pass
-    home = os.environ.get("DAGSTER_HOME") or (str(Path.cwd()) if Path("dagster.yaml").exists() else None)
-    if not home or not (Path(home) / ".dagster" / "storage").exists():
+    home = dagster_home()
+    if home is None or not (home / ".dagster" / "storage").exists():
         return  # no instance has run here yet
-    os.environ.setdefault("DAGSTER_HOME", home)
     import dagster as dg
 
-    from stx_pipeline.partitions import daily_partitions
+    from stx_pipeline.partitions import day_statuses
 
     with dg.DagsterInstance.get() as instance:
-        by_key = (
-            instance.get_status_by_partition(
-                dg.AssetKey("stx_transactions"), [d.isoformat() for d in window], daily_partitions
-            )
-            or {}
-        )
+        statuses = day_statuses(instance, dg.AssetKey("stx_transactions"), window)
         backfills = instance.get_backfills(limit=1)
-    statuses = {dt.date.fromisoformat(k): v.value for k, v in by_key.items() if v is not None}
     _apply_statuses(report, window, statuses)
     if backfills:
         b = backfills[0]
