@@ -206,7 +206,22 @@ class BlockIndex:
         tip = self.tip_height()
         top = tip - offset
         results = [self.block(h) for h in range(top, max(0, top - limit), -1)]
-        return {"limit": limit, "offset": offset, "total": tip, "results": results}
+
+        # Cursors are index block hashes (pg-store-v2.ts getBlocks, 58-161): `cursor` is the page's first block,
+        # `next_cursor` the block `limit` heights above it (newer), `prev_cursor` the one `limit` below (older).
+        def index_hash(height: int) -> str | None:
+            return ids.hex_hash(self.chain.config.seed, "index-block", height) if 1 <= height <= tip else None
+
+        first = results[0]["height"] if results else 0
+        return {
+            "limit": limit,
+            "offset": offset,
+            "total": tip,
+            "next_cursor": index_hash(first + limit) if results else None,
+            "prev_cursor": index_hash(first - limit) if results else None,
+            "cursor": index_hash(first) if results else None,
+            "results": results,
+        }
 
     def block_by_time(self, ts: int) -> dict[str, Any]:
         """`GET /extended/v2/blocks/by-block-time/{ts}`: the latest block whose block_time <= ts.
@@ -244,7 +259,11 @@ class BlockIndex:
             "burn_block_hash": self._burn_hash(tenure),
             "burn_block_height": burn_height,
             "stacks_blocks": [self.chain.block_hash(h) for h in range(high, low - 1, -1)],
-            "avg_block_time": (self.chain.block_time(tenure, BLOCKS_PER_TENURE - 1) - burn_time) / BLOCKS_PER_TENURE,
+            # The real handler rounds to 2 decimals (routes/v2/helpers.ts:77) but the response schema says
+            # integer (schemas/v1/entities/burn-blocks.ts:15), so fastify's serializer truncates it on the wire.
+            "avg_block_time": int(
+                (self.chain.block_time(tenure, BLOCKS_PER_TENURE - 1) - burn_time) / BLOCKS_PER_TENURE
+            ),
             "total_tx_count": self._count(low, high),
         }
 

@@ -36,13 +36,11 @@ from stx_pipeline.simulator.faults import FaultConfig
 from stx_pipeline.simulator.listing import BadRequest, Lister, ListQuery, parse_list_query
 
 SERVER_VERSION = "stacks-blockchain-api v9.0.2 (simulator)"
-DEPRECATION_WARNING = (
-    '299 - "Deprecated: this endpoint will be removed. Use /extended/v3/transactions instead. '
-    'See https://docs.hiro.so/stacks/api"'
-)
-GONE_MESSAGE = (
-    "This endpoint has been disabled. Use /extended/v3/transactions instead (https://docs.hiro.so/stacks/api)."
-)
+# The real texts: /extended/v1/tx is `deprecated: true` with no message of its own (routes/v1/tx.ts:70), so the
+# plugin's default applies (src/api/init.ts:188-191); Warning and 410 are built in src/api/deprecation-plugin.ts:24-45.
+DEPRECATED_MESSAGE = "See https://docs.hiro.so/stacks/api for more information"
+DEPRECATION_WARNING = f'299 - "Deprecated: {DEPRECATED_MESSAGE}"'
+GONE_MESSAGE = f"This endpoint has been disabled. {DEPRECATED_MESSAGE}"
 _DAY_PATH = re.compile(r"^/_sim/day/(\d{4}-\d{2}-\d{2})$")
 _BURN_BLOCK = re.compile(r"^/extended/v2/burn-blocks/([^/]+)$")
 _BURN_BLOCK_BLOCKS = re.compile(r"^/extended/v2/burn-blocks/([^/]+)/blocks$")
@@ -163,11 +161,13 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.sim
         headers = admission.headers
         faults = sim.controller.faults
+        # The onSend hook adds the Warning to every answer of the route, the 410 included (deprecation-plugin.ts:36-47).
+        headers["Warning"] = DEPRECATION_WARNING
         if sim.controller.is_gone(admission):
             sim.controller.record_fault("gone")
+            # Sent from an onRequest hook: {error, message}, no statusCode (deprecation-plugin.ts:28-31).
             self._send_json(410, {"error": "Gone", "message": GONE_MESSAGE}, headers)
             return
-        headers["Warning"] = DEPRECATION_WARNING
         try:
             query = parse_list_query(params)
             if faults.fail_days and _overlaps(sim.lister.days(query), faults.fail_days):
