@@ -1,19 +1,22 @@
 """The v9 replacements for the v1 listing: `/extended/v3/transactions` and the v2 block endpoints (no HTTP here).
 
-Heights are closed forms of the synthetic chain: tenure t (burn height GENESIS_BURN_HEIGHT + t) holds the
-Stacks blocks t * BLOCKS_PER_TENURE + 1 ... (t + 1) * BLOCKS_PER_TENURE, and day d holds tenures
-d * TENURES_PER_DAY ... (d + 1) * TENURES_PER_DAY - 1. Only per-block transaction counts need a day's rows.
+Heights are closed forms of the synthetic chain: tenure t (burn height `chain.burn_height(t)`, with gaps) holds
+the Stacks blocks t * BLOCKS_PER_TENURE + 1 ... (t + 1) * BLOCKS_PER_TENURE, and slot day d holds tenures
+d * TENURES_PER_DAY ... (d + 1) * TENURES_PER_DAY - 1. Only per-block transaction counts need a slot day's rows.
 
-The chain tip follows the server clock like `GET /extended` does: a tenure exists once its burn block time
-has passed, with all its Stacks blocks.
+The chain tip follows the server clock like `GET /extended` does: a tenure exists once its Bitcoin block has
+been mined (its header time can be earlier or later), with all its Stacks blocks.
+
+Each behaviour follows the real server's source (hirosystems/stacks-blockchain-api v9.0.2); the file and line
+of each one is in the conformance table of docs/API_STRATEGIES.md.
 """
 
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +24,6 @@ from typing import Any
 from stx_pipeline.simulator import ids
 from stx_pipeline.simulator.chain import (
     BLOCKS_PER_TENURE,
-    GENESIS_BURN_HEIGHT,
-    MICROBLOCK_SEQUENCE_NONE,
     TENURE_SECONDS,
     TENURES_PER_DAY,
     SyntheticChain,
@@ -34,11 +35,32 @@ V3_MAX_LIMIT = 50
 V3_DEFAULT_LIMIT = 20
 V2_MAX_LIMIT = 30
 V2_DEFAULT_LIMIT = 20
-_CURSOR = re.compile(r"^(\d+):(\d+):(\d+)$")
+# The cursor's schema pattern (schemas/v3/cursors.ts). [0-9], not \d: Python's \d also matches other digits.
+CURSOR_PATTERN = "^[0-9]+:[0-9]+:[0-9]+$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+# The txs columns the cursor is compared with (migrations/1600000000001_txs.ts): its three numbers are bound as
+# query parameters of these types, so a number outside them is a database error, answered 500.
+CURSOR_COLUMNS = (("block_height", "integer", 2_147_483_647), ("microblock_sequence", "integer", 2_147_483_647))
+CURSOR_COLUMNS += (("tx_index", "smallint", 32_767),)
+I32_MAX = 2_147_483_647  # src/helpers.ts
+MAX_TX_INDEX = 0x7FFF  # src/datastore/v3/helpers.ts
+# by-block-time: the latest block_time at or before ts. A tenure's blocks run up to ~55 min after a start
+# that can be 40 min after its slot (a miner's clock ahead at midnight): look back that many slots.
+_BY_TIME_LOOKBACK = 2 * 3600 // TENURE_SECONDS + 1
+# Cursors received by v3, for tests; bounded so a long-running simulator does not grow without end.
+CURSOR_LOG_SIZE = 100_000
 
 
 class NotFound(LookupError):
     """Answered as HTTP 404 with Hiro's error body."""
+
+
+class DatabaseError(RuntimeError):
+    """What postgres raises for a parameter outside its column type: the real server answers 500 with it."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -140,30 +162,24 @@ class BlockIndex:
     def __init__(self, chain: SyntheticChain, clock: Callable[[], float]) -> None:
         self.chain = chain
         self.clock = clock
-        self._days_before: dict[int, int] = {}  # day index -> transactions in all earlier days
+        self._days_before: dict[int, int] = {}  # slot day -> transactions in all earlier slot days
         self._lock = threading.Lock()
+        self.cursors_received: deque[str] = deque(maxlen=CURSOR_LOG_SIZE)  # every v3 `cursor` parameter
 
     # --- closed-form structure -----------------------------------------------------------------------
 
     def tip_tenure(self) -> int:
-        """The newest tenure whose burn block exists at the server clock (-1 before genesis)."""
-        now = int(self.clock())
-        tenure = (now - self.chain.genesis_ts) // TENURE_SECONDS
-        if tenure >= 0 and self.chain.burn_block_time(tenure) > now:
-            tenure -= 1
-        return max(tenure, -1)
+        """The newest tenure whose Bitcoin block has been mined at the server clock (-1 before genesis)."""
+        return self.chain.tip_tenure(int(self.clock()))
 
     def tip_height(self) -> int:
         return (self.tip_tenure() + 1) * BLOCKS_PER_TENURE
 
-    def _day_of_tenure(self, tenure: int) -> dt.date:
-        return self.chain.config.genesis + dt.timedelta(days=tenure // TENURES_PER_DAY)
-
     def _rows(self, tenure: int) -> tuple[list[Tx], list[int]]:
-        return self.chain.day_rows(self._day_of_tenure(tenure))
+        return self.chain.slot_rows(tenure // TENURES_PER_DAY)
 
     def _count(self, low_height: int, high_height: int) -> int:
-        """Transactions in Stacks heights [low, high] of one day."""
+        """Transactions in Stacks heights [low, high] of one slot day."""
         _, heights = self._rows((low_height - 1) // BLOCKS_PER_TENURE)
         return bisect.bisect_right(heights, high_height) - bisect.bisect_left(heights, low_height)
 
@@ -189,7 +205,7 @@ class BlockIndex:
             "burn_block_time": burn_time,
             "burn_block_time_iso": ids.iso(burn_time),
             "burn_block_hash": self._burn_hash(tenure),
-            "burn_block_height": GENESIS_BURN_HEIGHT + tenure,
+            "burn_block_height": chain.burn_height(tenure),
             "miner_txid": ids.hex_hash(chain.config.seed, "miner-tx", tenure),
             "tx_count": self._count(height, height),
             "execution_cost_read_count": 0,
@@ -224,22 +240,22 @@ class BlockIndex:
         }
 
     def block_by_time(self, ts: int) -> dict[str, Any]:
-        """`GET /extended/v2/blocks/by-block-time/{ts}`: the latest block whose block_time <= ts.
+        """`GET /extended/v2/blocks/by-block-time/{ts}`: the block with the latest block_time <= ts
+        (pg-store-v2.ts getBlockAtTimestamp); 404 with the route's own message when there is none.
 
         The synthetic chain's long tenures overlap the next ones in block_time, so look a few tenures back.
         """
         chain = self.chain
         newest = min(self.tip_tenure(), (ts - chain.genesis_ts) // TENURE_SECONDS)
         best: tuple[int, int] | None = None  # (block_time, height)
-        lookback = 3600 // TENURE_SECONDS + 1  # the longest synthetic tenure lasts < 1 h
-        for tenure in range(max(0, newest - lookback), newest + 1):
+        for tenure in range(max(0, newest - _BY_TIME_LOOKBACK), newest + 1):
             for position in range(BLOCKS_PER_TENURE):
                 block_time = chain.block_time(tenure, position)
                 if block_time <= ts:
                     candidate = (block_time, tenure * BLOCKS_PER_TENURE + position + 1)
                     best = candidate if best is None or candidate > best else best
         if best is None:
-            raise NotFound("Block not found")
+            raise NotFound("No block found at or before the given timestamp")
         return self.block(best[1])
 
     # --- v2 burn blocks ----------------------------------------------------------------------------
@@ -248,9 +264,9 @@ class BlockIndex:
         return ids.hex_hash(self.chain.config.seed, "burn-block", tenure)
 
     def burn_block(self, burn_height: int) -> dict[str, Any]:
-        tenure = burn_height - GENESIS_BURN_HEIGHT
-        if tenure < 0 or tenure > self.tip_tenure():
-            raise NotFound("Burn block not found")
+        tenure = self.chain.tenure_at_burn_height(burn_height)
+        if tenure is None or tenure > self.tip_tenure():
+            raise NotFound("Not found")  # routes/v2/burn-blocks.ts: `new NotFoundError()`, its default message
         burn_time = self.chain.burn_block_time(tenure)
         low, high = tenure * BLOCKS_PER_TENURE + 1, (tenure + 1) * BLOCKS_PER_TENURE
         return {
@@ -268,17 +284,21 @@ class BlockIndex:
         }
 
     def burn_blocks(self, params: Params) -> dict[str, Any]:
-        """`GET /extended/v2/burn-blocks`: newest first."""
+        """`GET /extended/v2/burn-blocks`: burn blocks that have Stacks blocks, by burn height newest first (not by
+        time: header times do not increase with height). `total` is the Stacks tip's block count, not a number of
+        burn blocks, and 0 on an empty page (pg-store-v2.ts getBurnBlocks)."""
         limit = _limit(params, V2_DEFAULT_LIMIT, V2_MAX_LIMIT)
         offset = _offset(params)
         tip = self.tip_tenure()
         top = tip - offset
-        results = [self.burn_block(GENESIS_BURN_HEIGHT + t) for t in range(top, max(-1, top - limit), -1)]
-        return {"limit": limit, "offset": offset, "total": tip + 1, "results": results}
+        chain = self.chain
+        results = [self.burn_block(chain.burn_height(t)) for t in range(top, max(-1, top - limit), -1)]
+        total = self.tip_height() if results else 0
+        return {"limit": limit, "offset": offset, "total": total, "results": results}
 
     def burn_height(self, height_or_hash: str) -> int:
         if height_or_hash == "latest":
-            return GENESIS_BURN_HEIGHT + self.tip_tenure()
+            return self.chain.burn_height(self.tip_tenure())
         if height_or_hash.isdigit():
             return int(height_or_hash)
         # Hash lookups would need a reverse index; the pipeline addresses burn blocks by height.
@@ -288,54 +308,49 @@ class BlockIndex:
         """`GET /extended/v2/burn-blocks/{h}/blocks`: the tenure's Stacks blocks, newest first."""
         limit = _limit(params, V2_DEFAULT_LIMIT, V2_MAX_LIMIT)
         offset = _offset(params)
-        tenure = burn_height - GENESIS_BURN_HEIGHT
-        if tenure < 0 or tenure > self.tip_tenure():
-            raise NotFound("Burn block not found")
+        tenure = self.chain.tenure_at_burn_height(burn_height)
+        if tenure is None or tenure > self.tip_tenure():
+            raise NotFound("Burn block not found")  # pg-store-v2.ts getBlocksByBurnBlock, as a 404
         top = (tenure + 1) * BLOCKS_PER_TENURE - offset
         low = tenure * BLOCKS_PER_TENURE + 1
         results = [self.block(h) for h in range(top, max(low - 1, top - limit), -1)]
-        return {"limit": limit, "offset": offset, "total": BLOCKS_PER_TENURE, "results": results}
+        total = BLOCKS_PER_TENURE if results else 0  # an empty page answers total 0
+        return {"limit": limit, "offset": offset, "total": total, "results": results}
 
     # --- v3 transactions ---------------------------------------------------------------------------
 
     def total_transactions(self) -> int:
-        """Every transaction up to the tip (the v3 envelope's `total`)."""
-        tip = self.tip_height()
-        if tip < 1:
+        """Every transaction up to the tip: `chain_tip.tx_count`, which the v3 envelope's `total` reads."""
+        tip_tenure = self.tip_tenure()
+        if tip_tenure < 0:
             return 0
-        tip_tenure = (tip - 1) // BLOCKS_PER_TENURE
-        day_index = tip_tenure // TENURES_PER_DAY
-        return self._transactions_before_day(day_index) + self._count(
-            day_index * TENURES_PER_DAY * BLOCKS_PER_TENURE + 1, tip
-        )
+        slot_day = tip_tenure // TENURES_PER_DAY
+        first = slot_day * TENURES_PER_DAY
+        today = sum(self.chain.tenure_tx_count(t) for t in range(first, tip_tenure + 1))
+        return self._transactions_before_slot_day(slot_day) + today
 
-    def _transactions_before_day(self, day_index: int) -> int:
+    def _transactions_before_slot_day(self, slot_day: int) -> int:
         with self._lock:
-            known = max((i for i in self._days_before if i <= day_index), default=0)
+            known = max((i for i in self._days_before if i <= slot_day), default=0)
             total = self._days_before.get(known, 0)
-            genesis = self.chain.config.genesis
-            for i in range(known, day_index):
-                total += self.chain.day_total(genesis + dt.timedelta(days=i))
-            self._days_before[day_index] = total
+            for i in range(known, slot_day):
+                total += self.chain.slot_total(i)
+            self._days_before[slot_day] = total
             return total
 
     def _position(self, key: tuple[int, int, int]) -> tuple[int, int]:
-        """(tenure of a day, index) of the newest row at or below the cursor key; index -1: none that day.
-
-        A cursor that matches no transaction means the whole block: rows of heights <= key's height.
-        """
+        """(a tenure of the slot day, index) of the newest row with (height, microblock_sequence, tx_index) <= key,
+        compared as a row like the real `<=` (pg-store-v3.ts); index -1: none in that slot day."""
         height = key[0]
         tenure = (height - 1) // BLOCKS_PER_TENURE
         txs, heights = self._rows(tenure)
-        lo = bisect.bisect_left(heights, height)
-        hi = bisect.bisect_right(heights, height)
-        for i in range(lo, hi):
-            if row_key(txs[i]) == key:
-                return tenure, i
-        return tenure, hi - 1
+        index = bisect.bisect_right(heights, height) - 1  # the last row of block `height` or below
+        while index >= 0 and txs[index]["block_height"] == height and row_key(txs[index]) > key:
+            index -= 1
+        return tenure, index
 
     def _descending(self, tenure: int, index: int) -> Iterator[Tx]:
-        """Rows from (day of tenure, index) downwards, crossing into earlier days."""
+        """Rows from (slot day of tenure, index) downwards, crossing into earlier slot days."""
         day_start = (tenure // TENURES_PER_DAY) * TENURES_PER_DAY
         while day_start >= 0:
             txs, _ = self._rows(day_start)
@@ -346,7 +361,7 @@ class BlockIndex:
                 index = len(self._rows(day_start)[0]) - 1
 
     def _ascending(self, tenure: int, index: int, tip: int) -> Iterator[Tx]:
-        """Rows from (day of tenure, index) upwards, up to the tip height."""
+        """Rows from (slot day of tenure, index) upwards, up to the tip height."""
         day_start = (tenure // TENURES_PER_DAY) * TENURES_PER_DAY
         while day_start * BLOCKS_PER_TENURE < tip:
             txs, _ = self._rows(day_start)
@@ -357,22 +372,43 @@ class BlockIndex:
             day_start += TENURES_PER_DAY
             index = 0
 
+    def _exists(self, key: tuple[int, int, int]) -> bool:
+        if key[0] < 1 or key[0] > self.tip_height():
+            return False
+        tenure, index = self._position(key)
+        return index >= 0 and row_key(self._rows(tenure)[0][index]) == key
+
+    def cursor_key(self, raw: str) -> tuple[int, int, int]:
+        """The row the cursor stands for, as the real server reads it: 400 if it does not match the schema's
+        pattern; 500 if a number lies outside its column's type (postgres rejects the bound parameter);
+        `H:0:0` means the whole block H unless a transaction sits exactly at (H, 0, 0)
+        (resolveTransactionCursor, src/datastore/v3/helpers.ts); any other cursor is used as sent."""
+        if not _CURSOR.match(raw):
+            raise BadRequest(f'querystring/cursor must match pattern "{CURSOR_PATTERN}"')
+        numbers = [int(part) for part in raw.split(":")]
+        for value, (_column, sql_type, maximum) in zip(numbers, CURSOR_COLUMNS, strict=True):
+            if value > maximum:
+                # What postgres says for the bound parameter (SQLSTATE 22003); the server sends it as a 500.
+                raise DatabaseError(f'value "{value}" is out of range for type {sql_type}', "22003")
+        key = (numbers[0], numbers[1], numbers[2])
+        if key[1] == 0 and key[2] == 0 and not self._exists(key):
+            return key[0], I32_MAX, MAX_TX_INDEX
+        return key
+
     def v3_page(self, params: Params) -> V3Page:
-        """`GET /extended/v3/transactions?limit&cursor`: newest first, rows <= cursor."""
+        """`GET /extended/v3/transactions?limit&cursor` (pg-store-v3.ts getTransactionSummaries): rows with
+        (block_height, microblock_sequence, tx_index) <= cursor, newest first; `total` = all transactions up
+        to the tip, 0 on an empty page."""
         limit = _limit(params, V3_DEFAULT_LIMIT, V3_MAX_LIMIT)
         raw = (params.get("cursor") or [""])[-1]
-        tip = self.tip_height()
         if raw:
-            match = _CURSOR.match(raw)
-            if not match:
-                raise BadRequest("querystring/cursor must match format height:microblock_sequence:tx_index")
-            key = (int(match.group(1)), int(match.group(2)), int(match.group(3)))
-            if key[0] > tip:
-                key = (tip, MICROBLOCK_SEQUENCE_NONE, 2**31)
-        else:
-            key = (tip, MICROBLOCK_SEQUENCE_NONE, 2**31)
+            self.cursors_received.append(raw)
+        tip = self.tip_height()
+        key = self.cursor_key(raw) if raw else (tip, I32_MAX, MAX_TX_INDEX)
+        if key[0] > tip:
+            key = (tip, I32_MAX, MAX_TX_INDEX)  # no row above the tip: the same rows
         if key[0] < 1:
-            return V3Page(self.total_transactions(), limit, [], None, None, None)
+            return V3Page(0, limit, [], None, None, None)
         tenure, index = self._position(key)
         rows: list[Tx] = []
         for tx in self._descending(tenure, index):
@@ -380,20 +416,20 @@ class BlockIndex:
             if len(rows) > limit:
                 break
         page, after = rows[:limit], rows[limit:]
-        previous = None
-        if page:
-            above = None
-            for n, tx in enumerate(self._ascending(tenure, index + 1, tip), start=1):
-                above = tx
-                if n >= limit:
-                    break
-            previous = format_cursor(row_key(above)) if above is not None else None
+        if not page:
+            return V3Page(0, limit, [], None, None, None)
+        # `previous`: the last of the `limit` rows above the page's first row, ascending.
+        above = None
+        for n, tx in enumerate(self._ascending(tenure, index + 1, tip), start=1):
+            above = tx
+            if n >= limit:
+                break
         seed = self.chain.config.seed
         return V3Page(
             total=self.total_transactions(),
             limit=limit,
             rows=[summary(tx, seed) for tx in page],
             next=format_cursor(row_key(after[0])) if after else None,
-            previous=previous,
-            current=format_cursor(row_key(page[0])) if page else None,
+            previous=format_cursor(row_key(above)) if above is not None else None,
+            current=format_cursor(row_key(page[0])),
         )

@@ -1,10 +1,18 @@
 """Deterministic synthetic Stacks chain, producing Hiro v1 transaction objects.
 
-Shape (mainnet after Nakamoto): 144 tenures (Bitcoin blocks) a day, one per 10-minute slot; each
-tenure has BLOCKS_PER_TENURE Stacks blocks that share the tenure's `burn_block_time`. Heights are a
-closed form of the global tenure index, so any day can be generated alone, in any order: a day's
-randomness comes from an RNG seeded by (seed, day), and cross-day structure (burn times, block
-hashes, wallet cohorts) from stateless hashes.
+Shape (mainnet after Nakamoto): 144 tenures (Bitcoin blocks) per "slot day", one per 10-minute slot; each
+tenure has BLOCKS_PER_TENURE Stacks blocks that share the tenure's `burn_block_time`. Stacks heights are a
+closed form of the global tenure index; a slot day's transactions come from an RNG seeded by (seed, slot
+day), and cross-day structure (burn times, burn heights, block hashes, wallet cohorts) from stateless
+hashes, so any day can be generated alone, in any order.
+
+Like Bitcoin, the chain's header times (`burn_block_time`) do not increase with height: the median-time-past
+rule lets a block carry an earlier time than its parent. A share of tenures (`inversion_rate`) carry a time
+before their parent's, and a share of midnights (`midnight_inversion_rate`) are crossed by an inversion: a
+tenure mined after midnight with a time before it, or one mined before midnight with a time after it. A UTC
+day is therefore every tenure whose `burn_block_time` lies in the day (what the API's v1 filter selects),
+which is not one contiguous range of heights. Burn heights have gaps (`burn_gaps_per_day` Bitcoin blocks a
+day without a tenure), which the v2 burn-block listing skips.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import bisect
 import calendar
 import datetime as dt
+import functools
 import gc
 import hashlib
 import math
@@ -45,12 +54,23 @@ _OK_TRUE = {"hex": "0x0703", "repr": "(ok true)"}
 _ERR_NONE = {"hex": "0x0809", "repr": "(err none)"}
 
 
+# A tenure's time can leave its slot day only by these many slots (midnight inversions reach 3 tenures).
+_BOUNDARY_REACH = 4
+
+
 @dataclass(frozen=True)
 class ChainConfig:
     seed: int = 7
     txs_per_day: int = 5000
     genesis: dt.date = dt.date(2021, 1, 14)
     hostile_strings: bool = False
+    # Share of tenures whose Bitcoin header time is earlier than their parent's (away from midnight).
+    # Mainnet Bitcoin: a few percent of blocks carry a time before their parent's.
+    inversion_rate: float = 0.03
+    # Share of midnights crossed by such an inversion (the case that splits a day's heights at either end).
+    midnight_inversion_rate: float = 0.5
+    # Bitcoin blocks per day without a Stacks tenure: their heights are missing from the burn-block listing.
+    burn_gaps_per_day: int = 7
 
 
 @dataclass(frozen=True)
@@ -85,12 +105,17 @@ class SyntheticChain:
 
     def __init__(self, config: ChainConfig | None = None, cache_tx_budget: int = 400_000) -> None:
         self.config = config or ChainConfig()
+        if not 0 <= self.config.burn_gaps_per_day < TENURES_PER_DAY:
+            raise ValueError(f"burn_gaps_per_day must be in 0..{TENURES_PER_DAY - 1}")
         self.genesis_ts = calendar.timegm(self.config.genesis.timetuple())
         self.population = WalletPopulation(self.config.seed, self.config.txs_per_day)
         self.contracts = catalog.build_catalog(self.config.hostile_strings)
         self._contract_cum = _cumulative(catalog.zipf_weights(len(self.contracts)))
         self._function_cum = [_cumulative([f.weight for f in c.functions]) for c in self.contracts]
         self._token_ids = [c.contract_id for c in self.contracts if c.functions[0].name == "transfer"]
+        # Two caches of the same dicts: slot days (height order, what v3 and the block endpoints read) and
+        # UTC days by burn_block_time (v1 order, what the v1 listing reads).
+        self._slots: OrderedDict[int, _Day] = OrderedDict()
         self._cache: OrderedDict[dt.date, _Day] = OrderedDict()
         self._cache_budget = cache_tx_budget
         self._lock = threading.RLock()
@@ -103,7 +128,7 @@ class SyntheticChain:
 
     def transactions_between(self, start_ts: int, end_ts: int) -> list[Tx]:
         """Transactions with start_ts <= burn_block_time <= end_ts (inclusive, like the API)."""
-        start_ts = max(start_ts, self.genesis_ts)
+        start_ts = max(start_ts, self.genesis_ts - DAY_SECONDS)
         if end_ts < start_ts:
             return []
         out: list[Tx] = []
@@ -117,83 +142,175 @@ class SyntheticChain:
         return out
 
     def day_total(self, day: dt.date) -> int:
-        """Exact number of transactions of the day; a closed form, so it does not generate the day."""
-        index = self.day_index(day)
-        if index < 0:
-            return 0
-        wobble = 0.85 + 0.30 * ids.unit(self.config.seed, "day-size", index)
-        return max(TENURES_PER_DAY * SYSTEM_TXS_PER_TENURE, round(self.config.txs_per_day * wobble))
+        """Exact number of transactions of the day, from per-tenure counts: it does not generate the day."""
+        return sum(self.tenure_tx_count(t) for t in self.day_tenures(day))
 
     def day_digest(self, day: dt.date) -> str:
         """sha256 over the day's tx_ids joined by newlines, in API order (for cheap equality checks)."""
         joined = "\n".join(tx["tx_id"] for tx in self._day(day).txs)
         return hashlib.sha256(joined.encode()).hexdigest()
 
-    def day_rows(self, day: dt.date) -> tuple[list[Tx], list[int]]:
-        """The day's transactions (read-only, chain order) and their block heights, for bisecting."""
-        cached = self._day(day)
+    def slot_rows(self, slot_day: int) -> tuple[list[Tx], list[int]]:
+        """The transactions of tenures slot_day*144 ... +143 in height order (read-only) and their heights."""
+        cached = self._slot(slot_day)
         return cached.txs, cached.heights
 
     def day_index(self, day: dt.date) -> int:
+        """The slot day whose 10-minute slots cover `day` (most of the day's tenures; not all, see day_tenures)."""
         return (day - self.config.genesis).days
+
+    def day_tenures(self, day: dt.date) -> list[int]:
+        """The tenures whose burn_block_time lies in `day`, in height order (not always consecutive)."""
+        start, end = day_bounds(day)
+        first = max(0, self.day_index(day) * TENURES_PER_DAY - _BOUNDARY_REACH)
+        last = (self.day_index(day) + 1) * TENURES_PER_DAY + _BOUNDARY_REACH
+        return [t for t in range(first, last) if start <= self.burn_block_time(t) <= end]
+
+    def tenure_tx_count(self, tenure: int) -> int:
+        """Transactions of one tenure (what the burn-block listing reports as total_tx_count)."""
+        if tenure < 0:
+            return 0
+        slot_day, position = divmod(tenure, TENURES_PER_DAY)
+        return _tenure_counts(self, slot_day)[position]
 
     # --- closed-form chain structure ----------------------------------------------------------------
 
-    def burn_block_time(self, tenure: int) -> int:
-        # Jitter stays inside the tenure's 10-minute slot: strictly increasing, and days never overlap.
+    def slot_total(self, slot_day: int) -> int:
+        """Transactions of the 144 tenures of one slot day (the generation unit)."""
+        if slot_day < 0:
+            return 0
+        wobble = 0.85 + 0.30 * ids.unit(self.config.seed, "day-size", slot_day)
+        return max(TENURES_PER_DAY * SYSTEM_TXS_PER_TENURE, round(self.config.txs_per_day * wobble))
+
+    def mined_time(self, tenure: int) -> int:
+        """When the tenure's Bitcoin block was really mined (the wall clock; increasing with height)."""
         jitter = int(ids.unit(self.config.seed, "burn-time", tenure) * (TENURE_SECONDS - 30))
         return self.genesis_ts + tenure * TENURE_SECONDS + jitter
+
+    def burn_block_time(self, tenure: int) -> int:
+        """The Bitcoin header time: the mined time, except where the chain carries an inversion."""
+        seed, config = self.config.seed, self.config
+        slot_day, position = divmod(tenure, TENURES_PER_DAY)
+        # Midnight `b` (the start of slot day b) is crossed when the hash says so; never at genesis.
+        for b in (slot_day, slot_day + 1):
+            if b < 1 or ids.unit(seed, "midnight-inversion", b) >= config.midnight_inversion_rate:
+                continue
+            midnight = self.genesis_ts + b * DAY_SECONDS
+            depth = 1 + int(ids.unit(seed, "midnight-depth", b) * 3)
+            if ids.unit(seed, "midnight-kind", b) < 0.5:
+                # Mined after midnight, dated before it: the `depth`-th tenure of the new day.
+                if tenure == b * TENURES_PER_DAY + depth:
+                    return midnight - 30 - int(ids.unit(seed, "midnight-shift", b) * 1200)
+            elif tenure == b * TENURES_PER_DAY - 1 - depth:
+                # Mined before midnight, dated after it (a miner's clock ahead; Bitcoin allows up to 2 h).
+                return midnight + 30 + int(ids.unit(seed, "midnight-shift", b) * 600)
+        mined = self.mined_time(tenure)
+        if 3 <= position < TENURES_PER_DAY - 3 and ids.unit(seed, "inversion", tenure) < config.inversion_rate:
+            # Dated before its parent: still after the median of the previous blocks, and inside the day.
+            return self.mined_time(tenure - 1) - 1 - int(ids.unit(seed, "inversion-shift", tenure) * 300)
+        return mined
+
+    def burn_height(self, tenure: int) -> int:
+        """Bitcoin height of the tenure: the tenure index plus the Bitcoin blocks without a tenure before it."""
+        slot_day, position = divmod(tenure, TENURES_PER_DAY)
+        gaps = _gap_positions(self.config.seed, slot_day, self.config.burn_gaps_per_day)
+        return GENESIS_BURN_HEIGHT + tenure + slot_day * len(gaps) + bisect.bisect_right(gaps, position)
+
+    def tenure_at_burn_height(self, burn_height: int) -> int | None:
+        """The tenure of a Bitcoin height, or None for a Bitcoin block without one (a gap) or before genesis."""
+        per_day = TENURES_PER_DAY + self.config.burn_gaps_per_day
+        offset = burn_height - GENESIS_BURN_HEIGHT
+        if offset < 0:
+            return None
+        slot_day = offset // per_day
+        gaps = _gap_positions(self.config.seed, slot_day, self.config.burn_gaps_per_day)
+        local = offset - slot_day * per_day
+        # Tenure `position` sits at local height position + (gaps at or before it).
+        for position in range(max(0, local - len(gaps)), min(TENURES_PER_DAY, local + 1)):
+            if position + bisect.bisect_right(gaps, position) == local:
+                return slot_day * TENURES_PER_DAY + position
+        return None
+
+    def tip_tenure(self, now: int) -> int:
+        """The newest tenure whose Bitcoin block has been mined at `now` (-1 before genesis)."""
+        tenure = (now - self.genesis_ts) // TENURE_SECONDS
+        if tenure >= 0 and self.mined_time(tenure) > now:
+            tenure -= 1
+        return max(tenure, -1)
 
     def block_time(self, tenure: int, block: int) -> int:
         # Most tenures last about a Bitcoin block interval; ~5% run 30-55 minutes, so block_time can
         # be far after burn_block_time and cross midnight (partitioning stays on burn_block_time).
+        # Stacks blocks follow the wall clock, after the Bitcoin block they build on.
         seed = self.config.seed
         if ids.unit(seed, "long-tenure", tenure) < 0.05:
             duration = 1800 + int(ids.unit(seed, "duration", tenure) * 1500)
         else:
             duration = 240 + int(ids.unit(seed, "duration", tenure) * 720)
-        return self.burn_block_time(tenure) + 1 + block * duration // BLOCKS_PER_TENURE
+        start = max(self.mined_time(tenure), self.burn_block_time(tenure))
+        return start + 1 + block * duration // BLOCKS_PER_TENURE
 
     def block_hash(self, height: int) -> str:
         return ids.hex_hash(self.config.seed, "block", height)
 
     # --- generation ---------------------------------------------------------------------------------
 
-    def _day(self, day: dt.date) -> _Day:
+    def _cached(self, cache: OrderedDict[Any, _Day], key: Any, build: Any) -> _Day:
         with self._lock:
-            cached = self._cache.get(day)
+            cached = cache.get(key)
             if cached is not None:
-                self._cache.move_to_end(day)
+                cache.move_to_end(key)
                 return cached
             # Building ~10^5 dicts triggers many useless full GC passes (nothing here is garbage):
             # pausing the collector roughly halves generation time for large days.
             gc_was_enabled = gc.isenabled()
             gc.disable()
             try:
-                cached = self._generate(day)
+                cached = build(key)
             finally:
                 if gc_was_enabled:
                     gc.enable()
-            self._cache[day] = cached
-            held = sum(len(d.txs) for d in self._cache.values())
-            while held > self._cache_budget and len(self._cache) > 1:
-                _, evicted = self._cache.popitem(last=False)
+            cache[key] = cached
+            held = sum(len(d.txs) for d in cache.values())
+            while held > self._cache_budget and len(cache) > 1:
+                _, evicted = cache.popitem(last=False)
                 held -= len(evicted.txs)
             return cached
 
-    def _generate(self, day: dt.date) -> _Day:
-        index = self.day_index(day)
-        if index < 0:
+    def _slot(self, slot_day: int) -> _Day:
+        return self._cached(self._slots, slot_day, self._generate)
+
+    def _day(self, day: dt.date) -> _Day:
+        return self._cached(self._cache, day, self._gather)
+
+    def _gather(self, day: dt.date) -> _Day:
+        """The UTC day by burn_block_time: its tenures from up to three slot days, in v1's order."""
+        chunks: list[tuple[int, int, list[Tx]]] = []
+        for tenure in self.day_tenures(day):
+            txs, heights = self.slot_rows(tenure // TENURES_PER_DAY)
+            low = tenure * BLOCKS_PER_TENURE + 1
+            lo = bisect.bisect_left(heights, low)
+            hi = bisect.bisect_left(heights, low + BLOCKS_PER_TENURE)
+            chunks.append((self.burn_block_time(tenure), tenure, txs[lo:hi]))
+        # v1's order: burn_block_time, block_height, microblock_sequence, tx_index; a tenure's rows share
+        # one burn_block_time and are already in height order.
+        chunks.sort(key=lambda c: (c[0], c[1]))
+        txs = [tx for _, _, chunk in chunks for tx in chunk]
+        return _Day(txs, [tx["burn_block_time"] for tx in txs], [tx["block_height"] for tx in txs])
+
+    def _generate(self, slot_day: int) -> _Day:
+        if slot_day < 0:
             return _Day([], [], [])
+        day = self.config.genesis + dt.timedelta(days=slot_day)
         rng = random.Random(f"stx-sim:{self.config.seed}:{day.isoformat()}")
-        user_count = self.day_total(day) - TENURES_PER_DAY * SYSTEM_TXS_PER_TENURE
+        user_count = self.slot_total(slot_day) - TENURES_PER_DAY * SYSTEM_TXS_PER_TENURE
         per_tenure = _apportion(user_count, _tenure_weights(rng))
-        senders = self._day_senders(rng, index, user_count)
-        gen = _DayGenerator(self, rng, index)
+        senders = self._day_senders(rng, slot_day, user_count)
+        gen = _DayGenerator(self, rng, slot_day)
         txs: list[Tx] = []
         cursor = 0
         for i, count in enumerate(per_tenure):
-            tenure = index * TENURES_PER_DAY + i
+            tenure = slot_day * TENURES_PER_DAY + i
             txs.extend(gen.tenure(tenure, senders[cursor : cursor + count]))
             cursor += count
         return _Day(txs, [tx["burn_block_time"] for tx in txs], [tx["block_height"] for tx in txs])
@@ -250,7 +367,7 @@ class _DayGenerator:
                 "block_time": block_time,
                 "block_time_iso": ids.iso(block_time),
                 "burn_block_time": burn_time,
-                "burn_block_height": GENESIS_BURN_HEIGHT + tenure,
+                "burn_block_height": chain.burn_height(tenure),
                 "burn_block_time_iso": ids.iso(burn_time),
                 "parent_burn_block_time": parent_burn,
                 "parent_burn_block_time_iso": ids.iso(parent_burn),
@@ -450,6 +567,32 @@ def _result(status: str, rng: random.Random) -> dict[str, str]:
         code = rng.choice((1, 2, 3, 1001, 2003))
         return {"hex": "0x0801" + code.to_bytes(16, "big").hex(), "repr": f"(err u{code})"}
     return dict(_ERR_NONE)
+
+
+def _tenure_counts(chain: SyntheticChain, slot_day: int) -> list[int]:
+    """Transactions per tenure of a slot day: the first draws of the day's RNG, as _generate makes them."""
+    config = chain.config
+    return list(
+        _tenure_counts_cached(config.seed, config.txs_per_day, config.genesis, slot_day, chain.slot_total(slot_day))
+    )
+
+
+@functools.lru_cache(maxsize=8192)
+def _tenure_counts_cached(seed: int, _txs_per_day: int, genesis: dt.date, slot_day: int, total: int) -> tuple[int, ...]:
+    if slot_day < 0:
+        return (0,) * TENURES_PER_DAY
+    day = genesis + dt.timedelta(days=slot_day)
+    rng = random.Random(f"stx-sim:{seed}:{day.isoformat()}")
+    user = _apportion(total - TENURES_PER_DAY * SYSTEM_TXS_PER_TENURE, _tenure_weights(rng))
+    return tuple(SYSTEM_TXS_PER_TENURE + n for n in user)
+
+
+@functools.lru_cache(maxsize=8192)
+def _gap_positions(seed: int, slot_day: int, count: int) -> list[int]:
+    """Positions (0..143) of a slot day's tenures that follow a Bitcoin block without a tenure, sorted."""
+    if count <= 0 or slot_day < 0:
+        return []
+    return sorted(random.Random(f"stx-sim-gaps:{seed}:{slot_day}").sample(range(TENURES_PER_DAY), count))
 
 
 def _tenure_weights(rng: random.Random) -> list[float]:

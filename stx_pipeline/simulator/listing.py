@@ -132,11 +132,12 @@ class Lister:
         if query.types is not None:
             wanted = set(query.types)
             view = [tx for tx in view if tx["tx_type"] in wanted]
+        # The real ORDER BY clauses (pg-store.ts getTxList): the chain's day views are already in the
+        # burn_block_time order; burn times do not rise with height, so the other keys sort by height.
         if query.sort_by == "fee":
-            # Stable sort keeps the chain order (block_height, microblock_sequence, tx_index) for ties.
-            view = sorted(view, key=lambda tx: int(tx["fee_rate"]))
-        # Chain order is already (burn_block_time, block_height, microblock_sequence, tx_index), and
-        # block heights rise with burn time, so it serves both remaining sort keys.
+            view = sorted(view, key=lambda tx: (int(tx["fee_rate"]), _height_key(tx)))
+        elif query.sort_by == "block_height":
+            view = sorted(view, key=_height_key)
         if query.order == "desc":
             view = view[::-1]
         with self._lock:
@@ -158,3 +159,7 @@ def _without_function_args(tx: Tx) -> Tx:
         return tx
     call = {k: v for k, v in tx["contract_call"].items() if k != "function_args"}
     return {**tx, "contract_call": call}
+
+
+def _height_key(tx: Tx) -> tuple[int, int, int]:
+    return tx["block_height"], tx["microblock_sequence"], tx["tx_index"]

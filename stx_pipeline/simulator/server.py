@@ -20,11 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from stx_pipeline.simulator.blocks import BlockIndex, NotFound
+from stx_pipeline.simulator.blocks import BlockIndex, DatabaseError, NotFound
 from stx_pipeline.simulator.chain import (
     BLOCKS_PER_TENURE,
-    GENESIS_BURN_HEIGHT,
-    TENURE_SECONDS,
     ChainConfig,
     SyntheticChain,
     Tx,
@@ -192,6 +190,12 @@ class _Handler(BaseHTTPRequestHandler):
             page = sim.blocks.v3_page(params)
         except BadRequest as exc:
             self._send_error(400, "Bad Request", str(exc), headers)
+            return
+        except DatabaseError as exc:
+            # A postgres error reaches fastify's default error handler (src/api/init.ts setErrorHandler): 500 with
+            # the error's message and SQLSTATE code.
+            body = {"statusCode": 500, "code": exc.code, "error": "Internal Server Error", "message": str(exc)}
+            self._send_json(500, body, headers)
             return
         rows = page.rows
         if faults.fail_days and _overlaps([utc_day(r["bitcoin_block"]["time"]) for r in rows], faults.fail_days):
@@ -459,10 +463,7 @@ class SimulatorServer:
 
     def status(self) -> dict[str, Any]:
         """`GET /extended`: server info and the chain tip at the server clock."""
-        now = int(self.clock())
-        tenure = (now - self.chain.genesis_ts) // TENURE_SECONDS
-        if tenure >= 0 and self.chain.burn_block_time(tenure) > now:
-            tenure -= 1
+        tenure = self.blocks.tip_tenure()
         height = max(0, (tenure + 1) * BLOCKS_PER_TENURE)
         return {
             "server_version": SERVER_VERSION,
@@ -470,7 +471,7 @@ class SimulatorServer:
             "chain_tip": {
                 "block_height": height,
                 "block_hash": self.chain.block_hash(height),
-                "burn_block_height": GENESIS_BURN_HEIGHT + max(tenure, 0),
+                "burn_block_height": self.chain.burn_height(max(tenure, 0)),
             },
         }
 
