@@ -26,7 +26,9 @@ class HiroApiResource(dg.ConfigurableResource):
     base_url: str = Field(default="https://api.hiro.so", description="STX_API_URL")
     api_key: str | None = Field(default=None, description="HIRO_API_KEY, sent as x-api-key")
     requests_per_minute: float | None = Field(
-        default=None, description="Request budget; default 40/min without a key, 400/min with one"
+        default=None,
+        description="Own request budget per minute (None or 0: none). The pace is the lower of it and the limit the "
+        "API advertises; until the first answer, Hiro's documented 50/min without a key, 500/min with one",
     )
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0

@@ -66,7 +66,7 @@ def dagster_home() -> Path | None:
 @dataclass(frozen=True)
 class Settings:
     api_url: str
-    requests_per_minute: float | None  # None: the client's default for keyed / keyless use
+    requests_per_minute: float | None  # None or 0: no own budget; the client paces by the API's advertised limit
     duckdb_path: str
     start_date: dt.date
     target_days: int

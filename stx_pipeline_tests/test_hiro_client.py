@@ -193,8 +193,3 @@ def test_pacing_spreads_requests_under_the_budget(server):
         client.get_json("/x")
     assert time.monotonic() - started >= 0.95  # 10 intervals
     assert client.stats.rate_limited == 0
-
-
-def test_default_budgets_depend_on_the_key(server):
-    assert HiroClient(server.url).requests_per_minute == 40
-    assert HiroClient(server.url, api_key="k").requests_per_minute == 400

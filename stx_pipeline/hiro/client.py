@@ -26,12 +26,13 @@ from stx_pipeline.hiro.errors import (
     RetriesExhaustedError,
     TransientHttpError,
 )
-from stx_pipeline.hiro.pacing import RequestPacer
+from stx_pipeline.hiro.pacing import PaceBudget, RequestPacer
 
 DEFAULT_BASE_URL = "https://api.hiro.so"
-# Documented budgets differ between Hiro's pages (25-50/min without a key, 500-900 with one): stay under both.
-DEFAULT_RPM_WITHOUT_KEY = 40
-DEFAULT_RPM_WITH_KEY = 400
+# Hiro's rate-limit guide (docs.hiro.so, "Rate limiting"): 50 requests/min per IP without a key, 500/min with one.
+# Only the pace until the first answer: from then on the limit the API advertises in its headers rules.
+DEFAULT_RPM_WITHOUT_KEY = 50
+DEFAULT_RPM_WITH_KEY = 500
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 522, 525})
 MAX_SERVER_WAIT_S = 300.0  # never trust a hint beyond this (a far-future HTTP-date would stall a run)
@@ -123,11 +124,10 @@ class HiroClient:
         pool_size: int = 8,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        rpm = requests_per_minute
-        if rpm is None:
-            rpm = DEFAULT_RPM_WITH_KEY if api_key else DEFAULT_RPM_WITHOUT_KEY
-        self.requests_per_minute = rpm
-        self.pacer = RequestPacer(rpm if rpm > 0 else None)
+        # requests_per_minute: the operator's own budget (None or 0: none); the pace never exceeds it, nor the
+        # limit the server advertises (stx_pipeline.hiro.pacing).
+        self.budget = PaceBudget(requests_per_minute, DEFAULT_RPM_WITH_KEY if api_key else DEFAULT_RPM_WITHOUT_KEY)
+        self.pacer = RequestPacer(self.budget.rpm)
         self.timeout = (connect_timeout_s, read_timeout_s)
         self.max_attempts = max_attempts
         self.max_backoff_s = max_backoff_s
@@ -143,6 +143,11 @@ class HiroClient:
         self.session.headers.update({"accept": "application/json", "user-agent": "stx-pipeline"})
         if api_key:
             self.session.headers["x-api-key"] = api_key
+
+    @property
+    def requests_per_minute(self) -> float:
+        """The current pace in requests per minute; 0 when unpaced."""
+        return self.budget.rpm or 0.0
 
     def close(self) -> None:
         self.session.close()
@@ -234,6 +239,9 @@ class HiroClient:
 
     def _observe_headers(self, response: requests.Response, endpoint: str) -> None:
         headers = response.headers
+        if self.budget.observe(headers, response.status_code):
+            self.pacer.set_rate(self.budget.rpm)
+            self.log.info(self._pace_message())
         if headers.get("x-ratelimit-remaining-stacks-month") == "0" and response.status_code == 200:
             # This answer is still good; the next request would be refused.
             self._quota_exhausted = True
@@ -246,6 +254,17 @@ class HiroClient:
             self._deprecation_logged = True
             self.stats.add(deprecation_notices=1)
             self.log.warning(f"Deprecation notice from the API on {endpoint.split('?')[0]}: {warning}")
+
+    def _pace_message(self) -> str:
+        budget = self.budget
+        if budget.advertised:
+            limit, window = budget.advertised
+            server = f"the API advertises {limit:g} requests per {window:g} s"
+        else:
+            server = "the API advertises no limit"
+        own = f"STX_REQUESTS_PER_MINUTE={budget.configured_rpm:g}" if budget.configured_rpm else "no own budget"
+        pace = f"{budget.rpm:g} requests/min" if budget.rpm else "full speed (unpaced)"
+        return f"pacing at {pace}: {server}, {own}"
 
     def _quota_message(self, endpoint: str) -> str:
         return (

@@ -18,7 +18,6 @@ from typing import Any
 
 from stx_pipeline.simulator.faults import SERVER_ERROR_CODES, FaultConfig
 from stx_pipeline.simulator.ratelimit import (
-    UNLIMITED_RPM,
     MonthlyQuota,
     SlidingWindow,
     retry_after_value,
@@ -117,11 +116,12 @@ class Controller:
                 return self._too_many(admission, seconds_to_next_month(now), now, "Monthly quota exceeded")
 
             state = self._window.hit(now)
-            headers["ratelimit-limit"] = str(state.limit)
-            headers["ratelimit-remaining"] = str(state.remaining)
-            headers["ratelimit-reset"] = str(state.reset)
-            headers["x-ratelimit-limit-stacks-minute"] = str(state.limit)
-            headers["x-ratelimit-remaining-stacks-minute"] = str(state.remaining)
+            if state.limit is not None:  # Hiro's gateway headers (docs.hiro.so "Response headers"), when limited
+                headers["ratelimit-limit"] = str(state.limit)
+                headers["ratelimit-remaining"] = str(state.remaining)
+                headers["ratelimit-reset"] = str(state.reset)
+                headers["x-ratelimit-limit-stacks-minute"] = str(state.limit)
+                headers["x-ratelimit-remaining-stacks-minute"] = str(state.remaining)
             if not state.allowed:
                 self._faults_injected["rate_limit_429"] += 1
                 return self._too_many(admission, state.retry_after, now, "Rate limit exceeded")
@@ -141,8 +141,9 @@ class Controller:
             return admission
 
     def _exhausted_window_headers(self, headers: dict[str, str], now: float) -> None:
-        limit = self._window.rpm_limit or UNLIMITED_RPM
-        headers["ratelimit-limit"] = headers["x-ratelimit-limit-stacks-minute"] = str(limit)
+        if self._window.rpm_limit is not None:
+            limit = str(self._window.rpm_limit)
+            headers["ratelimit-limit"] = headers["x-ratelimit-limit-stacks-minute"] = limit
         headers["ratelimit-remaining"] = headers["x-ratelimit-remaining-stacks-minute"] = "0"
         headers["ratelimit-reset"] = str(int(now) + 60)
 

@@ -10,16 +10,13 @@ from collections import deque
 from dataclasses import dataclass
 
 WINDOW_SECONDS = 60
-# Advertised when no limit is configured: clients that pace themselves from the headers then see
-# plenty of room instead of missing headers.
-UNLIMITED_RPM = 100_000
 
 
 @dataclass(frozen=True)
 class WindowState:
     allowed: bool
-    limit: int
-    remaining: int
+    limit: int | None  # None: no limit configured, none advertised
+    remaining: int | None
     reset: int  # unix time at which the oldest counted request leaves the window
     retry_after: int  # seconds until a slot frees (only meaningful when not allowed)
 
@@ -35,7 +32,10 @@ class SlidingWindow:
     def hit(self, now: float) -> WindowState:
         while self._accepted and self._accepted[0] <= now - WINDOW_SECONDS:
             self._accepted.popleft()
-        limit = self.rpm_limit if self.rpm_limit is not None else UNLIMITED_RPM
+        limit = self.rpm_limit
+        if limit is None:
+            # Nothing to enforce and nothing to advertise: a self-hosted API has no gateway in front of it.
+            return WindowState(True, None, None, 0, 0)
         oldest = self._accepted[0] if self._accepted else now
         reset = math.ceil(oldest + WINDOW_SECONDS)
         if len(self._accepted) >= limit:
