@@ -10,7 +10,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -137,9 +137,10 @@ def duplicate_tx_ids(conn: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row else 0
 
 
-def day_content_hash(conn: duckdb.DuckDBPyConnection, day: dt.date) -> str:
-    """A hash of every chain column of the day's rows (not `ingested_at`), independent of row order."""
-    fields = ", ".join(f"coalesce(CAST({c} AS VARCHAR), '<null>')" for c in CONTENT_COLUMNS)
+def day_content_hash(conn: duckdb.DuckDBPyConnection, day: dt.date, columns: Sequence[str] = CONTENT_COLUMNS) -> str:
+    """A hash of the day's rows over `columns` (default: every chain column, not `ingested_at`), independent of
+    row order. `schema.LISTING_COLUMNS` compares a day across listing strategies (v3 has no microblock_sequence)."""
+    fields = ", ".join(f"coalesce(CAST({c} AS VARCHAR), '<null>')" for c in columns)
     row = conn.execute(
         f"SELECT md5(coalesce(string_agg(concat_ws('|', {fields}), chr(10) ORDER BY tx_id), '')) "
         f"FROM {TABLE} WHERE partition_date = ?",

@@ -34,6 +34,11 @@ COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in COLUMNS)
 # Columns that describe the chain; `ingested_at` is ours and excluded from content hashes.
 CONTENT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMN_NAMES if c != "ingested_at")
 
+# The chain columns both listings give. v3 summaries carry no `microblock_sequence` (stored NULL), while v1 gives
+# 2147483647 for a transaction outside a microblock: comparing a day fetched through v1 with the same day fetched
+# through v3 is only honest over these columns (docs/API_STRATEGIES.md, "microblock_sequence").
+LISTING_COLUMNS: tuple[str, ...] = tuple(c for c in CONTENT_COLUMNS if c != "microblock_sequence")
+
 CREATE_TABLE_SQL = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (\n    "
     + ",\n    ".join(f"{name} {sql_type}" for name, sql_type in COLUMNS)
