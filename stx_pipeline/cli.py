@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from typing import NoReturn
 
 import click
 
@@ -31,13 +32,60 @@ def main() -> None:
     load_dotenv(".env", override=False)
 
 
+def _window(days, start, end, settings, *, option: str = "--days", clamp: bool = False) -> list[dt.date]:
+    from stx_pipeline.operations.window import WindowError, target_window
+
+    try:
+        return target_window(
+            days=days,
+            start=start.date() if start else None,
+            end=end.date() if end else None,
+            first_partition=settings.start_date,
+            option=option,
+            clamp=clamp,
+        )
+    except WindowError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _estimate(settings, days: int, stored_rows=None):
+    import os
+
+    from stx_pipeline.operations.plan import estimate_fetch
+
+    return estimate_fetch(
+        days,
+        requests_per_minute=settings.requests_per_minute,
+        keyed=bool(os.environ.get("HIRO_API_KEY", "").strip()),
+        stored_rows=stored_rows,
+    )
+
+
+def _cannot_plan(console, exc: Exception) -> NoReturn:
+    console.print(
+        f"[red]Cannot plan: {exc}[/red]\nNothing was launched: a day counts as stored only when DuckDB has it, and "
+        "DuckDB cannot be read. Fix STX_DUCKDB_PATH (or stop the process holding the file), then run again."
+    )
+    sys.exit(1)
+
+
 @main.command()
 @click.option("--days", type=int, help="The last N complete UTC days (ending yesterday).")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First day (inclusive).")
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last day (inclusive); default yesterday.")
 @click.option("--force", is_flag=True, help="Request every day of the window, not only missing or failed ones.")
-@click.option("--wait", "wait_", is_flag=True, help="Follow the backfill with a progress bar until it ends.")
+@click.option(
+    "--wait", "wait_", is_flag=True, help="Follow the backfill, and days already in progress, until they end."
+)
 @click.option("--in-process", is_flag=True, help="Run the days here, batch by batch; no webserver or daemon needed.")
+@click.option("--yes", "-y", "yes", is_flag=True, help="Do not ask before fetching more than --confirm-above days.")
+@click.option(
+    "--confirm-above",
+    type=click.IntRange(min=0),
+    envvar="STX_CONFIRM_ABOVE_DAYS",
+    default=None,
+    help="Ask (or want --yes) above this many days to fetch [default: 90; env STX_CONFIRM_ABOVE_DAYS].",
+)
 @click.option("--ui-url", envvar="STX_UI_URL", default="http://127.0.0.1:3000", show_default=True)
 def backfill(
     days: int | None,
@@ -46,47 +94,70 @@ def backfill(
     force: bool,
     wait_: bool,
     in_process: bool,
+    yes: bool,
+    confirm_above: int | None,
     ui_url: str,
 ) -> None:
     """Launch a partition backfill of stx_transactions over a window of days."""
     from rich.console import Console
 
     from stx_pipeline.operations import backfill as ops
+    from stx_pipeline.operations.plan import CONFIRM_ABOVE_DAYS
     from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
-    from stx_pipeline.operations.window import WindowError, compact_ranges, target_window
+    from stx_pipeline.operations.window import compact_ranges
+    from stx_pipeline.storage import StorageError
 
     settings = _settings()
     console = Console(stderr=False)
-    try:
-        window = target_window(
-            days=days,
-            start=start.date() if start else None,
-            end=end.date() if end else None,
-            first_partition=settings.start_date,
-        )
-    except WindowError as exc:
-        raise click.UsageError(str(exc)) from None
+    window = _window(days, start, end, settings)
+    threshold = CONFIRM_ABOVE_DAYS if confirm_above is None else confirm_above
 
     if in_process:
-        plan = ops.plan_via_instance(window, settings.duckdb_path, force)
-        _print_plan(console, plan, compact_ranges)
-        if not plan.requested:
+        try:
+            plan = ops.plan_via_instance(window, settings.duckdb_path, force)
+        except StorageError as exc:
+            _cannot_plan(console, exc)
+        _print_plan(console, plan, compact_ranges, settings, wait_)
+        if not plan.requested and not (plan.in_progress and wait_):
             sys.exit(0)
-        outcome = ops.run_in_process(plan.requested, settings.days_per_run, console)
+        _confirm(console, plan, settings, yes, threshold)
+        outcome = ops.run_in_process(plan.requested, settings.days_per_run, console) if plan.requested else None
+        if plan.in_progress and wait_:
+            # Days another run (the daemon's, the sensor's) is fetching: wait for them in the instance.
+            others = ops.follow(
+                ops.instance_statuses(plan.in_progress), [], plan.in_progress, settings.duckdb_path, console
+            )
+            outcome = others if outcome is None else outcome.merged(others)
+        assert outcome is not None
     else:
         web = DagsterWebserver(ui_url)
         try:
             ops.ensure_daemon(web)
-            plan = ops.plan_via_webserver(web, window, settings.duckdb_path, force)
-            _print_plan(console, plan, compact_ranges)
-            if not plan.requested:
+            for warning in ops.configuration_drift(web, settings):
+                console.print(f"[yellow]Warning:[/yellow] {warning}")
+            try:
+                plan = ops.plan_via_webserver(web, window, settings.duckdb_path, force)
+            except StorageError as exc:
+                _cannot_plan(console, exc)
+            _print_plan(console, plan, compact_ranges, settings, wait_)
+            if not plan.requested and not (plan.in_progress and wait_):
                 sys.exit(0)
-            backfill_id = ops.launch(web, plan.requested)
-            console.print(f"Launched backfill [bold]{backfill_id}[/bold]: {web.url}/runs/b/{backfill_id}")
+            _confirm(console, plan, settings, yes, threshold)
+            backfill_id = ops.launch(web, plan.requested) if plan.requested else None
+            if backfill_id:
+                console.print(f"Launched backfill [bold]{backfill_id}[/bold]: {web.url}/runs/b/{backfill_id}")
             if not wait_:
-                console.print("Follow it in the UI, or with `stx-pipeline status`.")
+                console.print("Follow it in the UI, with --wait, or with `stx-pipeline status`.")
                 sys.exit(0)
-            outcome = ops.follow(web, backfill_id, plan.requested, settings.duckdb_path, console)
+            outcome = ops.follow(
+                ops.webserver_statuses(web),
+                plan.requested,
+                plan.in_progress,
+                settings.duckdb_path,
+                console,
+                web=web,
+                backfill_id=backfill_id,
+            )
         except WebserverError as exc:
             console.print(f"[red]{exc}[/red]")
             sys.exit(1)
@@ -98,15 +169,48 @@ def backfill(
     sys.exit(outcome.exit_code)
 
 
-def _print_plan(console, plan, compact_ranges) -> None:
+def _print_plan(console, plan, compact_ranges, settings, wait_: bool) -> None:
+    stored = len(plan.stored)
     console.print(
-        f"Window {plan.window[0]} .. {plan.window[-1]} ({len(plan.window)} days): "
+        f"Window {plan.window[0]} .. {plan.window[-1]} ({len(plan.window)} days): {stored} stored, "
         f"{len(plan.requested)} to fetch"
         + (f" ({', '.join(compact_ranges(plan.requested))})" if plan.requested else "")
-        + (f"; {len(plan.in_progress)} already in progress" if plan.in_progress else "")
+        + (
+            f", {len(plan.in_progress)} in progress ({', '.join(compact_ranges(plan.in_progress))})"
+            if plan.in_progress
+            else ""
+        )
     )
-    if not plan.requested:
-        console.print("Nothing to do: every day of the window is stored (use --force to fetch again).")
+    if plan.lost:
+        console.print(
+            f"[yellow]{len(plan.lost)} days are materialized in the Dagster instance but have no rows in DuckDB "
+            f"({', '.join(compact_ranges(plan.lost))}): fetched again.[/yellow]"
+        )
+    if plan.requested:
+        console.print(f"Estimate: {_estimate(settings, len(plan.requested), plan.stored_rows).describe()}")
+    elif plan.in_progress:
+        follow = "following them until they end" if wait_ else "`--wait` follows them to the end"
+        console.print(f"Nothing new to launch: every missing day is already being fetched by another run; {follow}.")
+    else:
+        console.print(
+            "Nothing to do: every day of the window is stored in DuckDB and materialized (use --force to fetch again)."
+        )
+
+
+def _confirm(console, plan, settings, yes: bool, threshold: int) -> None:
+    """Large work is never started without a word: above the threshold, ask, or want --yes."""
+    count = len(plan.requested)
+    if count <= threshold or yes:
+        return
+    estimate = _estimate(settings, count, plan.stored_rows).describe()
+    if not sys.stdin.isatty():
+        raise click.UsageError(
+            f"{count} days to fetch is more than {threshold} ({estimate}); nothing was launched. Add --yes to go "
+            "ahead (there is no terminal to ask on), or fetch a smaller window (--days / --start --end)."
+        )
+    if not click.confirm(f"Fetch {count} days?", default=False):
+        console.print("Nothing launched.")
+        sys.exit(1)
 
 
 @main.command()
@@ -146,11 +250,19 @@ def status(target_days: int | None, as_json: bool, no_instance: bool) -> None:
     """What is stored and what is missing. Exit 0 complete, 2 incomplete or in progress, 1 error."""
     from stx_pipeline.operations.status import build_report, render_text
 
-    if target_days is not None and target_days <= 0:
-        raise click.UsageError(f"--target-days must be positive, got {target_days}")
     settings = _settings()  # validates STX_TARGET_DAYS by name (a click envvar error would only name the option)
-    target_days = settings.target_days if target_days is None else target_days
-    report = build_report(settings.duckdb_path, target_days, with_instance=not no_instance)
+    # The same window validation as `backfill`; STX_TARGET_DAYS (configuration, also the sensor's window) is
+    # clamped to the partition start like the sensor does, an explicit --target-days beyond it is refused.
+    from_env = target_days is None
+    window = _window(
+        settings.target_days if from_env else target_days,
+        None,
+        None,
+        settings,
+        option="STX_TARGET_DAYS" if from_env else "--target-days",
+        clamp=from_env,
+    )
+    report = build_report(settings.duckdb_path, len(window), with_instance=not no_instance, window=window)
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else render_text(report))
     sys.exit(report.exit_code)
 

@@ -16,7 +16,7 @@ from stx_pipeline.hiro import HiroClient
 from stx_pipeline.hiro.client import Logger
 from stx_pipeline.hiro.strategy import DayFetcher
 from stx_pipeline.settings import Settings
-from stx_pipeline.storage import StorageError, is_lock_error
+from stx_pipeline.storage import StorageError, check_database_path, is_lock_error
 from stx_pipeline.storage.backend import open_storage
 
 
@@ -66,7 +66,7 @@ def write_connection(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnec
             storage = open_storage(resource.database, resource)
             kind = storage.kind
             if kind == "duckdb":
-                _refuse_a_foreign_file(Path(resource.database))
+                check_database_path(resource.database)
             conn = stack.enter_context(storage.write_connection())
             # One thread for a day's insert: a second one speeds it little and doubles DuckDB's buffers.
             conn.execute("SET threads = 1")
@@ -77,15 +77,21 @@ def write_connection(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnec
         yield conn
 
 
-def _refuse_a_foreign_file(path: Path) -> None:
-    """Fail at once on a foreign or read-only file: DuckDBResource retries any IOException on open for ~100 s."""
-    if path.is_file():
-        with path.open("rb") as f:
-            header = f.read(12)
-        if header[8:12] != b"DUCK":
-            raise StorageError(f"{path} exists but is not a DuckDB database file")
-        if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):  # the WAL goes beside the file
-            raise StorageError(f"{path} or its directory is read-only")
+def check_writable(resource: DuckDBResource) -> None:
+    """Before any fetch: fail the run at once when STX_DUCKDB_PATH cannot hold the database (a directory, a
+    path under a file, a read-only directory, a foreign file), instead of after a day's fetch and ~100 s of
+    DuckDBResource's open retries. A file locked by another process is not checked here: that one is waited for.
+    """
+    try:
+        kind = open_storage(resource.database, resource).kind
+    except StorageError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    if kind != "duckdb":
+        return  # the lake is checked when the first day is written
+    try:
+        check_database_path(resource.database)
+    except StorageError as exc:
+        raise dg.Failure(description=_open_error(resource.database, exc), allow_retries=False) from exc
 
 
 def _open_error(path: str, exc: BaseException) -> str:

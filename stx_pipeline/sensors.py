@@ -1,22 +1,29 @@
 """The daily top-up: yesterday once it is final, every gap in the target window, and a late re-fetch.
 
 Dagster's built-in automation conditions only ever request the latest time partition; this sensor
-compares the days wanted with the instance's partition statuses, so it fills gaps too.
+compares the days wanted with the instance's partition statuses and with the rows DuckDB holds (read-only),
+so it fills gaps too, including days the instance calls materialized that are gone from the database.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
+from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from stx_pipeline.assets.transactions import ASSET_KEY, stx_transactions
+from stx_pipeline.operations.plan import estimate_fetch, read_stored_rows
 from stx_pipeline.operations.window import contiguous_runs
 from stx_pipeline.partitions import daily_partitions, day_statuses
-from stx_pipeline.settings import Settings
+from stx_pipeline.resources import HiroApiResource
+from stx_pipeline.settings import Settings, daily_topup_on
+from stx_pipeline.storage import StorageError
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -52,14 +59,20 @@ class TopupRequest:
 
 def plan_topup(
     now: dt.datetime,
-    statuses: dict[dt.date, str | None],
+    statuses: Mapping[dt.date, str | None],
     *,
     delay_hours: float,
     target_days: int,
     days_per_run: int,
     first_partition: dt.date,
+    stored_rows: Mapping[dt.date, int] | None = None,
 ) -> list[TopupRequest]:
-    """Pure decision: which days to request now, and why. `statuses`: MATERIALIZED / FAILED / IN_PROGRESS / None."""
+    """Pure decision: which days to request now, and why. `statuses`: MATERIALIZED / FAILED / IN_PROGRESS / None.
+
+    `stored_rows`: rows per day in DuckDB, or None when DuckDB could not be read this tick (then only the
+    instance decides). A day the instance calls materialized but DuckDB does not hold (a deleted file, lost
+    rows) is requested again, at most once a day like a failed one.
+    """
     today = now.date()
     final_cutoff = dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC) + dt.timedelta(hours=delay_hours)
     yesterday = today - dt.timedelta(days=1)
@@ -68,28 +81,50 @@ def plan_topup(
     oldest = max(first_partition, yesterday - dt.timedelta(days=target_days - 1))
     window = [oldest + dt.timedelta(days=i) for i in range((newest_final - oldest).days + 1)]
 
+    def chunks(reason: str, days: list[dt.date]) -> list[TopupRequest]:
+        out = []
+        for first, last in contiguous_runs(days):
+            while first <= last:
+                chunk_end = min(last, first + dt.timedelta(days=days_per_run - 1))
+                out.append(TopupRequest(reason, first, chunk_end))
+                first = chunk_end + dt.timedelta(days=1)
+        return out
+
     requests: list[TopupRequest] = []
     if newest_final == yesterday and statuses.get(yesterday) is None and yesterday >= first_partition:
         requests.append(TopupRequest("final", yesterday, yesterday))
-    missing = [d for d in window if statuses.get(d) is None and d != yesterday]
-    for first, last in contiguous_runs(missing):
-        while first <= last:
-            chunk_end = min(last, first + dt.timedelta(days=days_per_run - 1))
-            requests.append(TopupRequest("missing", first, chunk_end))
-            first = chunk_end + dt.timedelta(days=1)
+    requests += chunks("missing", [d for d in window if statuses.get(d) is None and d != yesterday])
+    lost: list[dt.date] = []
+    if stored_rows is not None:
+        lost = [d for d in window if statuses.get(d) == "MATERIALIZED" and stored_rows.get(d, 0) == 0]
+        # The date is part of the reason: a new run key each day (a run key is launched once), not every tick.
+        requests += chunks(f"lost@{today}", lost)
     # A failed day is retried at most once a day: the date is part of the reason.
     for day in window:
         if statuses.get(day) == "FAILED":
             requests.append(TopupRequest(f"failed@{today}", day, day))
     before_yesterday = yesterday - dt.timedelta(days=1)
-    if now >= final_cutoff and statuses.get(before_yesterday) == "MATERIALIZED":
+    if now >= final_cutoff and statuses.get(before_yesterday) == "MATERIALIZED" and before_yesterday not in lost:
         requests.append(TopupRequest("refetch", before_yesterday, before_yesterday))
     return requests
 
 
 def _default_status() -> dg.DefaultSensorStatus:
-    off = os.environ.get("STX_DAILY_TOPUP", "on").strip().lower() in ("off", "false", "0", "no")
-    return dg.DefaultSensorStatus.STOPPED if off else dg.DefaultSensorStatus.RUNNING
+    return dg.DefaultSensorStatus.RUNNING if daily_topup_on() else dg.DefaultSensorStatus.STOPPED
+
+
+# A tick must stay short: wait this long at most for a writer's lock, then decide from the instance alone.
+DUCKDB_LOCK_WAIT_S = 5.0
+
+
+def stored_rows_for_tick(db_path: str, days: list[dt.date], log: Any) -> dict[dt.date, int] | None:
+    """Rows per day, or None ("unknown this tick") when DuckDB cannot be read: a writer holding the lock longer
+    than `timeout_s`, or an unusable path. Unknown is neither "missing" (a re-fetch of everything) nor "stored"."""
+    try:
+        return read_stored_rows(db_path, days, timeout_s=DUCKDB_LOCK_WAIT_S)
+    except StorageError as exc:
+        log.warning(f"daily_topup: DuckDB not read this tick, deciding from the instance alone: {exc}")
+        return None
 
 
 @dg.sensor(
@@ -97,16 +132,19 @@ def _default_status() -> dg.DefaultSensorStatus:
     target=[stx_transactions],
     minimum_interval_seconds=15 * 60,  # at least hourly, with room for a slow tick
     default_status=_default_status(),
-    description="Requests yesterday once final, any missing or failed day in the target window, and a re-fetch "
-    "of the day before yesterday once a day.",
+    description="Requests yesterday once final, any missing or failed day in the target window, any day "
+    "materialized but absent from DuckDB, and a re-fetch of the day before yesterday once a day.",
 )
-def daily_topup(context: dg.SensorEvaluationContext, topup: TopupPolicy) -> dg.SensorResult:
+def daily_topup(
+    context: dg.SensorEvaluationContext, topup: TopupPolicy, duckdb: DuckDBResource, hiro: HiroApiResource
+) -> dg.SensorResult:
     now = topup.now()
     first_partition = dt.date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d"))
     yesterday = now.date() - dt.timedelta(days=1)
     oldest = max(first_partition, yesterday - dt.timedelta(days=topup.target_days - 1))
     days = [oldest + dt.timedelta(days=i) for i in range((yesterday - oldest).days + 1)]
     statuses = day_statuses(context.instance, ASSET_KEY, days) if days else {}
+    stored = stored_rows_for_tick(duckdb.database, days, context.log) if days else {}
     planned = plan_topup(
         now,
         statuses,
@@ -114,6 +152,7 @@ def daily_topup(context: dg.SensorEvaluationContext, topup: TopupPolicy) -> dg.S
         target_days=topup.target_days,
         days_per_run=topup.days_per_run,
         first_partition=first_partition,
+        stored_rows=stored,
     )
     run_requests = [
         dg.RunRequest(
@@ -128,8 +167,37 @@ def daily_topup(context: dg.SensorEvaluationContext, topup: TopupPolicy) -> dg.S
         for request in planned
     ]
     if not run_requests:
+        if stored is None:
+            return dg.SensorResult(
+                skip_reason=f"Nothing requested at {now:%Y-%m-%d %H:%M} UTC from the instance's statuses, but DuckDB "
+                "could not be read (see the tick's log): days missing from it are checked again next tick."
+            )
         return dg.SensorResult(skip_reason=f"Nothing to top up at {now:%Y-%m-%d %H:%M} UTC: the window is complete.")
-    return dg.SensorResult(run_requests=run_requests)
+    return dg.SensorResult(run_requests=run_requests, cursor=_announce(context, planned, stored, hiro))
+
+
+def _announce(
+    context: dg.SensorEvaluationContext,
+    planned: list[TopupRequest],
+    stored: Mapping[dt.date, int] | None,
+    hiro: HiroApiResource,
+) -> str:
+    """Log how many days this tick requests and how long they take at the budget, once per new set of requests
+    (the first tick after `make up` may ask for the whole STX_TARGET_DAYS window). The cursor remembers the set:
+    the same run keys come back every tick until their runs exist, and need no second announcement."""
+    keys = sorted(request.run_key for request in planned)
+    fingerprint = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+    if context.cursor != fingerprint:
+        n_days = sum((request.last - request.first).days + 1 for request in planned)
+        estimate = estimate_fetch(
+            n_days, requests_per_minute=hiro.requests_per_minute, keyed=bool(hiro.api_key), stored_rows=stored
+        )
+        reasons = sorted({request.reason.split("@")[0] for request in planned})
+        context.log.info(
+            f"daily_topup requests {n_days} days in {len(planned)} runs ({', '.join(reasons)}): "
+            f"{estimate.describe()}. Runs already launched for the same days are not launched again."
+        )
+    return fingerprint
 
 
 def topup_policy_from_env(settings: Settings) -> TopupPolicy:

@@ -63,6 +63,11 @@ def dagster_home() -> Path | None:
     return None
 
 
+def daily_topup_on() -> bool:
+    """STX_DAILY_TOPUP: the daily_topup sensor starts running unless it is off / false / 0 / no."""
+    return os.environ.get("STX_DAILY_TOPUP", "on").strip().lower() not in ("off", "false", "0", "no")
+
+
 @dataclass(frozen=True)
 class Settings:
     api_url: str

@@ -108,8 +108,19 @@ def test_malformed_json_at_every_attempt_fails_the_day_clearly_and_keeps_it(tmp_
             "2099-01-01 is not a complete UTC day yet; the newest partition is",
         ),
         (["backfill", "--start", "2025-03-05", "--end", "2025-03-01"], "the window ends (2025-03-01) before it starts"),
-        (["status", "--target-days", "0"], "--target-days must be positive, got 0"),
-        (["status", "--target-days", "-3"], "--target-days must be positive, got -3"),
+        (["status", "--target-days", "0"], "--target-days must be a positive number of days, got 0"),
+        (["status", "--target-days", "-3"], "--target-days must be a positive number of days, got -3"),
+        # One validation for both commands: a window reaching before STX_START_DATE is refused, naming the limit.
+        (
+            ["backfill", "--days", "100000", "--in-process"],
+            f"--days 100000 reaches back before the first partition {START} (STX_START_DATE): at most "
+            f"{(last_complete_day() - dt.date.fromisoformat(START)).days + 1} days fit",
+        ),
+        (
+            ["status", "--target-days", "100000"],
+            f"--target-days 100000 reaches back before the first partition {START} (STX_START_DATE): at most "
+            f"{(last_complete_day() - dt.date.fromisoformat(START)).days + 1} days fit",
+        ),
     ],
 )
 def test_bad_windows_are_usage_errors_naming_the_value(tmp_path, args, needle):
@@ -153,12 +164,13 @@ def test_a_corrupt_database_file_is_reported_and_left_untouched(tmp_path, simula
     db.write_bytes(b"PK\x03\x04 this is a zip, not a database " * 300)
     sha = file_sha(db)
 
+    # The plan cannot tell what is stored, so nothing is launched (and no request is made).
     writer = cli(["backfill", "--start", str(DAY), "--end", str(DAY), "--in-process"], env, timeout=120)
     assert writer.returncode == 1, text(writer)
     out = text(writer)
-    assert f"{db} exists but is not a DuckDB database file. Nothing was written" in out
-    assert "restore the file from a backup or move it aside" in out
-    assert f"Failed days (1): {DAY}" in out
+    assert f"Cannot plan: cannot open {db}" in out and "not a valid DuckDB database file" in out
+    assert "Nothing was launched" in out and "Fix STX_DUCKDB_PATH" in out
+    assert simulator.stats()["requests"] == 0
 
     status = cli(["status", "--no-instance"], env, timeout=60)
     assert status.returncode == 1, text(status)

@@ -8,11 +8,13 @@ import datetime as dt
 import time
 
 import dagster as dg
+import requests
+import urllib3.exceptions
 from dagster_duckdb import DuckDBResource
 
 from stx_pipeline.hiro import EndpointGoneError, HiroApiError, QuotaExhaustedError
 from stx_pipeline.partitions import daily_partitions
-from stx_pipeline.resources import HiroApiResource, write_connection
+from stx_pipeline.resources import HiroApiResource, check_writable, write_connection
 from stx_pipeline.settings import Settings
 from stx_pipeline.storage import day_counts, duplicate_tx_ids, replace_day
 
@@ -21,6 +23,23 @@ CHECK_ROWS_MATCH_TOTAL = "rows_match_api_total"
 CHECK_TX_ID_UNIQUE = "tx_id_unique"
 # Errors no later day of the run can escape: fail at once instead of trying each day.
 STOP_THE_RUN = (EndpointGoneError, QuotaExhaustedError)
+
+
+def api_unreachable(exc: BaseException) -> bool:
+    """Connection refused or an unknown host (DNS) behind a failed request: STX_API_URL is wrong or the API is
+    down, so every later day of the run would spend its retries (~40 s) on the same error.
+
+    Only a failure to open the connection counts; a reset or truncated answer mid-run is the network's, and the
+    next day may well succeed.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, requests.ConnectionError) and not isinstance(seen, requests.Timeout):
+            reason = getattr(seen.args[0], "reason", None) if seen.args else None
+            # urllib3: NameResolutionError (DNS) is a NewConnectionError, as is "connection refused".
+            return isinstance(reason, urllib3.exceptions.NewConnectionError)
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def partition_days(window: dg.TimeWindow) -> list[dt.date]:
@@ -101,16 +120,25 @@ def stx_transactions(
     failures: dict[dt.date, HiroApiError] = {}
     first_time: int | None = None
     last_time: int | None = None
+    check_writable(duckdb)  # a wrong STX_DUCKDB_PATH fails here, before the first request
     with hiro.client(context.log) as client:
         fetcher = hiro.day_fetcher(client, context.log)  # STX_API_STRATEGY; an `auto` switch to v3 lasts the run
         for day in days:
             try:
                 fetched = fetcher.fetch(day)
             except HiroApiError as exc:
+                unreachable = api_unreachable(exc)
+                if unreachable:
+                    exc = HiroApiError(
+                        f"{exc} The API at {hiro.base_url} cannot be reached (connection refused or unknown "
+                        "host): check STX_API_URL (and that the API or simulator is running); the run stops here.",
+                        status=exc.status,
+                        endpoint=exc.endpoint,
+                    )
                 failures[day] = exc
                 context.log.error(f"partition {day}: {exc}")
-                if isinstance(exc, STOP_THE_RUN) or exc.status in (401, 403):
-                    break  # the key, the quota or the endpoint: no later day can succeed either
+                if isinstance(exc, STOP_THE_RUN) or exc.status in (401, 403) or unreachable:
+                    break  # the key, the quota, the endpoint or the address: no later day can succeed either
                 continue  # a bad day must not cost the other days of the run
             write_started = time.monotonic()
             with write_connection(duckdb) as conn:

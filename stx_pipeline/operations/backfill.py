@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,10 +18,19 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from stx_pipeline.operations.plan import DayPlan, plan_days, stored_rows_by_day
-from stx_pipeline.operations.webserver import BackfillProgress, DagsterWebserver, WebserverError
+from stx_pipeline.operations.plan import (
+    FAILED,
+    IN_PROGRESS,
+    MATERIALIZED,
+    DayPlan,
+    normalise,
+    plan_days,
+    read_stored_rows,
+)
+from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
 from stx_pipeline.operations.window import compact_ranges, contiguous_runs, expand_status_ranges
-from stx_pipeline.settings import dagster_home
+from stx_pipeline.settings import Settings, dagster_home
+from stx_pipeline.storage import StorageError
 
 ASSET_PATH = ["stx_transactions"]
 REQUIRED_DAEMONS = {"BACKFILL", "QUEUED_RUN_COORDINATOR"}
@@ -35,6 +44,14 @@ class Outcome:
     failed: list[dt.date] = field(default_factory=list)
     backfill_id: str | None = None
     followed_to_end: bool = True
+
+    def merged(self, other: Outcome) -> Outcome:
+        return Outcome(
+            requested=sorted(set(self.requested) | set(other.requested)),
+            failed=sorted(set(self.failed) | set(other.failed)),
+            backfill_id=self.backfill_id or other.backfill_id,
+            followed_to_end=self.followed_to_end and other.followed_to_end,
+        )
 
     @property
     def exit_code(self) -> int:
@@ -78,8 +95,9 @@ def _rate(rows: int, started: float) -> str:
 
 
 def plan_via_webserver(web: DagsterWebserver, window: list[dt.date], db_path: str, force: bool) -> DayPlan:
+    """Raises StorageError when DuckDB cannot be read: the plan must not trust the instance alone."""
     statuses = expand_status_ranges(web.partition_ranges(ASSET_PATH))
-    return plan_days(window, statuses, stored_rows_by_day(db_path, window), force=force)
+    return plan_days(window, statuses, read_stored_rows(db_path, window), force=force)
 
 
 def ensure_daemon(web: DagsterWebserver) -> None:
@@ -91,65 +109,121 @@ def ensure_daemon(web: DagsterWebserver) -> None:
         )
 
 
+def configuration_drift(web: DagsterWebserver, settings: Settings) -> list[str]:
+    """Where this shell's configuration differs from the running code location's, which daemon runs use.
+
+    The code location's resources show their configured values through GraphQL (`allTopLevelResourceDetails`):
+    plain values as they are, EnvVar-backed ones only by the variable's name (HIRO_API_KEY is never compared).
+    """
+    try:
+        running = web.resource_values()
+    except WebserverError:
+        return []  # an older webserver or a load error: nothing to compare, not worth failing the backfill
+    warnings = []
+    their_url = running.get("hiro", {}).get("base_url")
+    if their_url is not None and their_url.rstrip("/") != settings.api_url:
+        warnings.append(
+            f"this shell has STX_API_URL={settings.api_url} but the running code location uses {their_url}: "
+            "daemon runs fetch from the latter. Restart with `make down && make up` (or reload the code location "
+            "in the UI) after changing it, or use --in-process to run here with this shell's value."
+        )
+    their_db = running.get("duckdb", {}).get("database")
+    if their_db is not None and Path(their_db).resolve() != Path(settings.duckdb_path).resolve():
+        warnings.append(
+            f"this shell has STX_DUCKDB_PATH={settings.duckdb_path} but the running code location writes to "
+            f"{their_db}: the plan reads the former. Make them the same (the .env file is read by both)."
+        )
+    return warnings
+
+
 def launch(web: DagsterWebserver, days: list[dt.date]) -> str:
     keys = [d.isoformat() for d in days]
     title = f"stx-pipeline backfill {compact_ranges(days)[0]}" + (" ..." if len(contiguous_runs(days)) > 1 else "")
     return web.launch_backfill(ASSET_PATH, keys, title=title)
 
 
+StatusReader = Callable[[], Mapping[dt.date, str | None]]
+
+
 def follow(
-    web: DagsterWebserver,
-    backfill_id: str,
-    days: list[dt.date],
+    read_statuses: StatusReader,
+    requested: list[dt.date],
+    in_progress: list[dt.date],
     db_path: str,
     console: Console,
+    *,
+    web: DagsterWebserver | None = None,
+    backfill_id: str | None = None,
     poll_s: float = 2.0,
 ) -> Outcome:
-    """Poll the backfill until it ends; Ctrl+C stops following, never the backfill."""
+    """Poll until the launched backfill ends and no day that was already in progress still is.
+
+    Requested days are counted from the backfill's own progress (a day being fetched again is MATERIALIZED in
+    the instance from before); days already in progress in other runs (the sensor's, another backfill's) from
+    the partition statuses. Ctrl+C stops following, never the runs.
+    """
+    days = sorted(set(requested) | set(in_progress))
     outcome = Outcome(requested=days, backfill_id=backfill_id)
     started = time.monotonic()
-    progress_state: BackfillProgress | None = None
+    statuses: Mapping[dt.date, str | None] = {}
     with _progress(console) as bar:
         task = bar.add_task("backfill", total=len(days), failed=0, rows=0, rate="")
         try:
             while True:
-                progress_state = web.backfill_progress(backfill_id)
-                rows_by_day = stored_rows_by_day(db_path, days) or {}
-                rows = sum(rows_by_day.values())
+                progress = web.backfill_progress(backfill_id) if web is not None and backfill_id else None
+                statuses = read_statuses()
+                others = {d: normalise(statuses.get(d)) for d in in_progress}
+                still_running = [d for d, s in others.items() if s == IN_PROGRESS]
+                try:
+                    rows = sum(read_stored_rows(db_path, days, timeout_s=5.0).values())
+                except StorageError:
+                    rows = 0  # progress only; the final verdict comes from the instance
                 bar.update(
                     task,
-                    completed=progress_state.materialized,
-                    failed=progress_state.failed,
+                    completed=(progress.materialized if progress else 0)
+                    + sum(1 for s in others.values() if s == MATERIALIZED),
+                    failed=(progress.failed if progress else 0) + sum(1 for s in others.values() if s == FAILED),
                     rows=rows,
                     rate=_rate(rows, started),
-                    description=f"backfill {progress_state.status.lower()}",
+                    description=f"backfill {progress.status.lower()}" if progress else "in progress elsewhere",
                 )
-                if progress_state.finished:
+                if (progress is None or progress.finished) and not still_running:
                     break
                 time.sleep(poll_s)
         except KeyboardInterrupt:
             outcome.followed_to_end = False
-            console.print(
-                f"Stopped following. Backfill {backfill_id} goes on in the daemon: {web.url}/runs/b/{backfill_id}"
-            )
+            where = f"{web.url}/runs/b/{backfill_id}" if web is not None and backfill_id else "the runs"
+            console.print(f"Stopped following. The days go on being fetched: {where}")
             return outcome
-    ranges = expand_status_ranges(web.partition_ranges(ASSET_PATH))
-    outcome.failed = [d for d in days if ranges.get(d) != "MATERIALIZED"]
+    statuses = read_statuses()
+    outcome.failed = [d for d in days if normalise(statuses.get(d)) != MATERIALIZED]
     return outcome
+
+
+def webserver_statuses(web: DagsterWebserver) -> StatusReader:
+    return lambda: expand_status_ranges(web.partition_ranges(ASSET_PATH))
 
 
 # -- in this process -----------------------------------------------------------------------------
 
 
-def plan_via_instance(window: list[dt.date], db_path: str, force: bool) -> DayPlan:
+def instance_statuses(days: list[dt.date]) -> StatusReader:
     import dagster as dg
 
     from stx_pipeline.partitions import day_statuses
 
+    def read() -> Mapping[dt.date, str | None]:
+        with dg.DagsterInstance.get() as instance:
+            return day_statuses(instance, dg.AssetKey(ASSET_PATH), days)
+
+    return read
+
+
+def plan_via_instance(window: list[dt.date], db_path: str, force: bool) -> DayPlan:
+    """Raises StorageError when DuckDB cannot be read: the plan must not trust the instance alone."""
     resolve_dagster_home()
-    with dg.DagsterInstance.get() as instance:
-        statuses = day_statuses(instance, dg.AssetKey(ASSET_PATH), window)
-    return plan_days(window, statuses, stored_rows_by_day(db_path, window), force=force)
+    stored = read_stored_rows(db_path, window)
+    return plan_days(window, instance_statuses(window)(), stored, force=force)
 
 
 def run_in_process(
@@ -164,7 +238,6 @@ def run_in_process(
     from stx_pipeline.assets.transactions import stx_transactions
     from stx_pipeline.partitions import day_statuses
     from stx_pipeline.resources import resources_from_env
-    from stx_pipeline.settings import Settings
 
     resolve_dagster_home()
     instance = dg.DagsterInstance.get()

@@ -8,6 +8,7 @@ about a second and a half).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,13 +46,17 @@ class StatusReport:
     days_failed: list[str] | None = None
     days_in_progress: list[str] | None = None
     days_missing: list[str] | None = None
+    materialized_not_in_duckdb: list[str] | None = None
     latest_backfill: dict[str, Any] | None = None
     error: str | None = None
+    _covered: set[dt.date] = field(default_factory=set, repr=False)  # days with rows in DuckDB
 
     @property
     def complete(self) -> bool:
         storage_complete = self.days_covered == self.target_days
-        instance_clean = not (self.days_failed or self.days_in_progress or self.days_missing)
+        instance_clean = not (
+            self.days_failed or self.days_in_progress or self.days_missing or self.materialized_not_in_duckdb
+        )
         return storage_complete and instance_clean
 
     @property
@@ -62,6 +67,7 @@ class StatusReport:
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("_covered")
         data["complete"] = self.complete
         return data
 
@@ -89,30 +95,43 @@ def _storage_part(report: StatusReport, window: list[dt.date], storage: Storage)
     report.earliest_transaction = earliest.astimezone(dt.UTC).isoformat() if earliest else None
     report.latest_transaction = latest.astimezone(dt.UTC).isoformat() if latest else None
     report.days_covered = len(covered)
+    report._covered = covered
     report.missing_in_storage = compact_ranges(d for d in window if d not in covered)
 
 
-def _apply_statuses(report: StatusReport, window: list[dt.date], statuses: dict[dt.date, str]) -> None:
+def _apply_statuses(report: StatusReport, window: list[dt.date], statuses: Mapping[dt.date, str | None]) -> None:
     per_day = {d: normalise(statuses.get(d)) for d in window}
     report.days_materialized = sum(1 for d in window if per_day[d] == MATERIALIZED)
     report.days_failed = compact_ranges(d for d in window if per_day[d] == FAILED)
     report.days_in_progress = compact_ranges(d for d in window if per_day[d] == IN_PROGRESS)
     report.days_missing = compact_ranges(d for d in window if per_day[d] not in (MATERIALIZED, FAILED, IN_PROGRESS))
+    if report.error is None:
+        # Materialized in the instance, absent from DuckDB: the next backfill (and the top-up) fetch them again.
+        report.materialized_not_in_duckdb = compact_ranges(
+            d for d in window if per_day[d] == MATERIALIZED and d not in report._covered
+        )
 
 
-def _instance_part(report: StatusReport, window: list[dt.date], web: DagsterWebserver) -> None:
+@dataclass(frozen=True)
+class InstanceView:
+    statuses: dict[dt.date, str | None]
+    latest_backfill: dict[str, Any] | None
+    source: str  # "webserver" or "instance"
+
+
+def read_instance(window: list[dt.date], web: DagsterWebserver | None = None) -> InstanceView | None:
+    """Partition statuses from the webserver's GraphQL when it is up (fast), else from the instance at
+    DAGSTER_HOME (imports dagster, ~2.5 s); None when no instance has run here yet."""
+    web = web or DagsterWebserver(timeout_s=5.0)
     if web.is_up():
         try:
             statuses = expand_status_ranges(web.partition_ranges(["stx_transactions"]))
-            _apply_statuses(report, window, statuses)
-            report.latest_backfill = web.latest_backfill()
-            report.instance_source = "webserver"
-            return
+            return InstanceView(dict(statuses), web.latest_backfill(), "webserver")
         except WebserverError:
             pass
     home = dagster_home()
     if home is None or not (home / ".dagster" / "storage").exists():
-        return  # no instance has run here yet
+        return None
     import dagster as dg
 
     from stx_pipeline.partitions import day_statuses
@@ -120,31 +139,44 @@ def _instance_part(report: StatusReport, window: list[dt.date], web: DagsterWebs
     with dg.DagsterInstance.get() as instance:
         statuses = day_statuses(instance, dg.AssetKey("stx_transactions"), window)
         backfills = instance.get_backfills(limit=1)
-    _apply_statuses(report, window, statuses)
+    latest = None
     if backfills:
         b = backfills[0]
-        report.latest_backfill = {
-            "id": b.backfill_id,
-            "status": b.status.value,
-            "timestamp": b.backfill_timestamp,
-        }
-    report.instance_source = "instance"
+        latest = {"id": b.backfill_id, "status": b.status.value, "timestamp": b.backfill_timestamp}
+    return InstanceView(statuses, latest, "instance")
+
+
+def _instance_part(report: StatusReport, window: list[dt.date], web: DagsterWebserver) -> None:
+    view = read_instance(window, web)
+    if view is None:
+        return
+    _apply_statuses(report, window, view.statuses)
+    report.latest_backfill = view.latest_backfill
+    report.instance_source = view.source
 
 
 def build_report(
-    db_path: str, target_days: int, *, with_instance: bool = True, now: dt.datetime | None = None
+    db_path: str,
+    target_days: int,
+    *,
+    with_instance: bool = True,
+    now: dt.datetime | None = None,
+    window: list[dt.date] | None = None,
 ) -> StatusReport:
-    end = last_complete_day(now)
-    window = [end - dt.timedelta(days=i) for i in range(target_days - 1, -1, -1)]
+    """`window`: the validated window (operations.window.target_window); default the `target_days` ending yesterday."""
+    if window is None:
+        end = last_complete_day(now)
+        window = [end - dt.timedelta(days=i) for i in range(target_days - 1, -1, -1)]
+    target_days = len(window)
     path = Path(db_path)
     storage = open_storage(db_path)  # STX_STORAGE: this DuckDB file (no extension loaded), or the DuckLake lake
     is_file = storage.kind == "duckdb"
     report = StatusReport(
         database=str(path.resolve()) if is_file else storage.describe(),
-        database_bytes=path.stat().st_size if is_file and path.exists() else None,
+        database_bytes=path.stat().st_size if is_file and path.is_file() else None,
         target_days=target_days,
         target_start=window[0].isoformat(),
-        target_end=end.isoformat(),
+        target_end=window[-1].isoformat(),
     )
     try:
         if storage.exists():
@@ -189,7 +221,12 @@ def render_text(report: StatusReport) -> str:
     if report.instance_source:
         lines += [
             f"Instance ({report.instance_source}):",
-            f"  materialized:      {report.days_materialized}",
+            f"  materialized:      {report.days_materialized}"
+            + (
+                f" (not in DuckDB: {', '.join(report.materialized_not_in_duckdb)}; a backfill fetches them again)"
+                if report.materialized_not_in_duckdb
+                else ""
+            ),
             f"  missing:           {', '.join(report.days_missing or []) or 'none'}",
             f"  failed:            {', '.join(report.days_failed or []) or 'none'}",
             f"  in progress:       {', '.join(report.days_in_progress or []) or 'none'}",

@@ -6,6 +6,7 @@ read progress. No `import dagster` here: `stx-pipeline status` must answer fast.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,19 @@ query($assetKey: AssetKeyInput!) {
         ... on TimePartitionStatuses { ranges { status startKey endKey } }
       }
     }
+  }
+}
+"""
+
+# Configured values of the code location's resources: plain values as JSON text, EnvVar-backed ones as the
+# variable's name (type ENV_VAR), secrets masked. Enough to compare STX_API_URL / STX_DUCKDB_PATH.
+RESOURCE_VALUES = """
+query {
+  repositoriesOrError {
+    ... on RepositoryConnection {
+      nodes { allTopLevelResourceDetails { name configuredValues { key value type } } }
+    }
+    ... on PythonError { message }
   }
 }
 """
@@ -200,6 +214,26 @@ class DagsterWebserver:
         data = self.query(LATEST_BACKFILL)["partitionBackfillsOrError"]
         results = data.get("results") if data else None
         return results[0] if results else None
+
+    def resource_values(self) -> dict[str, dict[str, str]]:
+        """{resource: {field: value}} of the plain (type VALUE) configured values of every loaded repository."""
+        data = self.query(RESOURCE_VALUES)["repositoriesOrError"]
+        if "nodes" not in data:
+            raise WebserverError(
+                f"The webserver at {self.url} could not list its code locations: {data.get('message')}"
+            )
+        values: dict[str, dict[str, str]] = {}
+        for repo in data["nodes"]:
+            for resource in repo.get("allTopLevelResourceDetails") or []:
+                for item in resource.get("configuredValues") or []:
+                    if item["type"] != "VALUE":
+                        continue
+                    try:
+                        value = json.loads(item["value"])
+                    except ValueError:
+                        value = item["value"]
+                    values.setdefault(resource["name"], {})[item["key"]] = str(value)
+        return values
 
     def partition_ranges(self, asset_path: list[str]) -> list[dict[str, str]]:
         """[{status, startKey, endKey}] for MATERIALIZED / FAILED / MATERIALIZING ranges of a time-partitioned asset."""

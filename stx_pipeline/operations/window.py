@@ -23,16 +23,31 @@ def target_window(
     end: dt.date | None = None,
     first_partition: dt.date,
     now: dt.datetime | None = None,
+    option: str = "--days",
+    clamp: bool = False,
 ) -> list[dt.date]:
-    """The days of `--days N` (ending yesterday) or of `--start/--end` (inclusive), validated."""
+    """The days of `--days N` (ending yesterday) or of `--start/--end` (inclusive), validated.
+
+    The one validation of `backfill` and `status` windows. A window reaching back before the first partition
+    (STX_START_DATE) is refused, naming the most days that fit: `--days 100000` is a typo far more often than
+    "everything", and "everything" is `--start STX_START_DATE`. `clamp=True` is for a size that comes from
+    configuration (STX_TARGET_DAYS, as the top-up sensor also clamps it), not from the user's option.
+    """
     newest = last_complete_day(now)
     if days is not None:
         if start is not None:
             raise WindowError("give either --days or --start/--end, not both")
         if days <= 0:
-            raise WindowError(f"--days must be a positive number of days, got {days}")
+            raise WindowError(f"{option} must be a positive number of days, got {days}")
+        most = (newest - first_partition).days + 1
+        if days > most and not clamp:
+            raise WindowError(
+                f"{option} {days} reaches back before the first partition {first_partition} (STX_START_DATE): "
+                f"at most {most} days fit ({option} {most}"
+                + (f", or --start {first_partition} for all of them)" if option == "--days" else ")")
+            )
         end = newest
-        start = max(first_partition, newest - dt.timedelta(days=days - 1))
+        start = max(first_partition, newest - dt.timedelta(days=min(days, most) - 1))
     if start is None:
         raise WindowError("give --days N or --start DATE (and optionally --end DATE)")
     end = end or newest

@@ -1,7 +1,9 @@
 """DuckDB storage of the transaction history: schema, atomic day writes, read-only access with lock retry."""
 
 from stx_pipeline.storage.duckdb_store import (
+    NothingStoredError,
     StorageError,
+    check_database_path,
     connect_read_only,
     day_content_hash,
     day_counts,
@@ -18,7 +20,9 @@ __all__ = [
     "COLUMN_NAMES",
     "CREATE_TABLE_SQL",
     "TABLE",
+    "NothingStoredError",
     "StorageError",
+    "check_database_path",
     "connect_read_only",
     "day_content_hash",
     "day_counts",

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import duckdb
 import tenacity
 
-from stx_pipeline.storage.duckdb_store import StorageError, connect_read_only
+from stx_pipeline.storage.duckdb_store import NothingStoredError, StorageError, connect_read_only
 
 LAKE_ALIAS = "lake"
 # (extension, pip package, import name)
@@ -175,7 +175,7 @@ class DuckLakeStorage:
         except duckdb.Error as exc:
             if read_only and "does not exist" in str(exc):
                 # Readers never create a lake: an empty catalog means nothing was ingested, or a wrong catalog.
-                raise StorageError(
+                raise NothingStoredError(
                     f"no DuckLake lake at {self.describe()} yet: nothing has been ingested (run a backfill first), "
                     "or STX_DUCKLAKE_CATALOG points elsewhere"
                 ) from exc

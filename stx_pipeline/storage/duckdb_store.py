@@ -28,6 +28,10 @@ class StorageError(Exception):
     """The database file cannot be used; the message says why and what to do."""
 
 
+class NothingStoredError(StorageError):
+    """There is no history yet (no DuckDB file, an empty lake): a known "0 rows everywhere", not an unknown."""
+
+
 def is_lock_error(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
@@ -155,6 +159,33 @@ def stored_days(conn: duckdb.DuckDBPyConnection) -> dict[dt.date, int]:
     return dict(conn.execute(f"SELECT partition_date, count(*) FROM {TABLE} GROUP BY 1 ORDER BY 1").fetchall())
 
 
+def check_database_path(path: str | os.PathLike[str]) -> None:
+    """Raise StorageError when `path` cannot hold the DuckDB file: checked on the file system, before any fetch.
+
+    DuckDBResource retries any IOException on open for ~100 s, and a run would only open the file after
+    fetching its first day; each of these is a configuration error that no retry fixes.
+    """
+    db_path = Path(path)
+    if db_path.is_dir():
+        raise StorageError(f"{db_path} is a directory, not a DuckDB database file")
+    if db_path.is_file():
+        with db_path.open("rb") as f:
+            header = f.read(12)
+        if header[8:12] != b"DUCK":
+            raise StorageError(f"{db_path} exists but is not a DuckDB database file")
+        if not (os.access(db_path, os.W_OK) and os.access(db_path.parent, os.W_OK)):  # the WAL goes beside it
+            raise StorageError(f"{db_path} or its directory is read-only")
+        return
+    # No file yet: the nearest existing ancestor must be a directory we may create entries in.
+    ancestor = db_path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise StorageError(f"cannot create {db_path}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise StorageError(f"cannot create {db_path}: the directory {ancestor} is read-only")
+
+
 @contextmanager
 def connect_read_only(
     path: str | os.PathLike[str], timeout_s: float | None = None
@@ -166,7 +197,7 @@ def connect_read_only(
     """
     db_path = Path(path)
     if not db_path.exists():
-        raise StorageError(
+        raise NothingStoredError(
             f"no database at {db_path}: nothing has been ingested yet (run a backfill first), "
             "or STX_DUCKDB_PATH points elsewhere"
         )
