@@ -665,3 +665,51 @@ def test_v3_and_v2_share_the_rate_limit(chain: SyntheticChain, session: requests
         assert get(limited, session, "/extended/v2/burn-blocks", limit=1).status_code == 200
         refused = get(limited, session, "/extended/v2/blocks", limit=1)
         assert refused.status_code == 429 and refused.headers["retry-after"]
+
+
+def test_v3_cursor_is_read_like_the_real_server(sim: SimulatorServer, session: requests.Session) -> None:
+    """resolveTransactionCursor + the txs column types: pattern 400, out-of-range 500, H:0:0, rows <= cursor."""
+    path = "/extended/v3/transactions"
+    for bad in ("12:3", "a:1:2", "1:2:3:4", "-1:0:0", "\u0661:0:0"):  # Arabic-Indic digit: not [0-9]
+        answer = get(sim, session, path, cursor=bad)
+        assert answer.status_code == 400, bad
+        assert answer.json()["message"] == 'querystring/cursor must match pattern "^[0-9]+:[0-9]+:[0-9]+$"'
+    for bad, kind in (
+        ("100:2147483647:2147483647", "smallint"),
+        ("100:0:32768", "smallint"),
+        ("2147483648:0:1", "integer"),
+    ):
+        answer = get(sim, session, path, cursor=bad)
+        assert answer.status_code == 500, bad
+        assert answer.json()["message"].endswith(f"is out of range for type {kind}")
+    assert sim.blocks.cursors_received[-1] == "2147483648:0:1"  # every cursor is recorded, bad ones too
+    tip = get(sim, session, path, limit=1).json()["results"][0]["block"]["height"]
+    height = tip - 100
+    whole = get(sim, session, path, limit=50, cursor=f"{height}:0:0").json()
+    top = get(sim, session, path, limit=50, cursor=f"{height}:2147483647:32767").json()
+    assert whole["results"] == top["results"] and whole["results"][0]["block"]["height"] <= height
+    # Any other cursor is used as sent: (H, 5, 3) is below every anchored row of H (microblock_sequence I32_MAX).
+    below = get(sim, session, path, limit=5, cursor=f"{height}:5:3").json()
+    assert all(r["block"]["height"] < height for r in below["results"])
+    middle = get(sim, session, path, limit=5, cursor=f"{height}:2147483647:1").json()["results"]
+    assert [r["block"]["tx_index"] for r in middle if r["block"]["height"] == height] in ([1, 0], [0], [])
+    assert get(sim, session, path, cursor="0:0:0").json() == {
+        "limit": 20,
+        "total": 0,
+        "cursor": {"next": None, "previous": None, "current": None},
+        "results": [],
+    }
+
+
+def test_burn_blocks_total_is_the_stacks_tip_height(sim: SimulatorServer, session: requests.Session) -> None:
+    """pg-store-v2.ts getBurnBlocks: `total` = chain_tip.block_count, not a count of burn blocks; 0 when empty."""
+    listing = get(sim, session, "/extended/v2/burn-blocks", limit=30).json()
+    tip_height = get(sim, session, "/extended/v2/blocks", limit=1).json()["results"][0]["height"]
+    assert listing["total"] == tip_height
+    heights = [b["burn_block_height"] for b in listing["results"]]
+    assert heights[0] - heights[-1] + 1 > len(heights)  # heights without a tenure are skipped
+    gap = next(h for h in range(heights[-1], heights[0]) if h not in heights)
+    assert get(sim, session, f"/extended/v2/burn-blocks/{gap}").json()["message"] == "Not found"
+    assert get(sim, session, f"/extended/v2/burn-blocks/{gap}/blocks").json()["message"] == "Burn block not found"
+    past_end = get(sim, session, "/extended/v2/burn-blocks", limit=30, offset=10**7).json()
+    assert past_end["results"] == [] and past_end["total"] == 0

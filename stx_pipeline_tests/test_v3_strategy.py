@@ -369,3 +369,71 @@ def test_boundary_search_survives_gaps_in_burn_heights(by_block_time):
         fetched = V3DayLister(client).fetch_day(day)
         v1 = fetch_day(client, day)
     assert fetched.table.column("tx_id").to_pylist() == v1.table.column("tx_id").to_pylist()
+
+
+# --- issue #10: 14 days with inversions, big tenures and gaps, through v1, v3 and auto ------------------
+
+FORTNIGHT = days("2025-03-01", 14)
+CURSOR_TYPES = (2_147_483_647, 2_147_483_647, 32_767)  # block_height, microblock_sequence integer; tx_index smallint
+
+
+def _split_ends(chain: SyntheticChain, day: dt.date) -> tuple[bool, bool]:
+    """(start, end): whether an inversion splits the day's heights at its first / last midnight."""
+    tenures = chain.day_tenures(day)
+    members = set(tenures)
+    previous = set(chain.day_tenures(day - dt.timedelta(days=1)))
+    start = any(t in previous for t in range(tenures[0], tenures[0] + 8))
+    end = any(t not in members for t in range(tenures[-1] - 8, tenures[-1]))
+    return start, end
+
+
+def test_fortnight_lands_identically_through_v1_v3_and_auto(tmp_path):
+    chain = SyntheticChain(ChainConfig(seed=11, txs_per_day=1500))
+    # The premises: inversions at both midnights of some days, tenures over a v3 page, gaps in burn heights.
+    ends = [_split_ends(chain, d) for d in FORTNIGHT]
+    assert any(start and end for start, end in ends)
+    assert sum(start for start, _ in ends) >= 3 and sum(end for _, end in ends) >= 3
+    assert any(chain.tenure_tx_count(t) > 50 for d in FORTNIGHT for t in chain.day_tenures(d))
+    tenures = [t for d in FORTNIGHT for t in chain.day_tenures(d)]
+    burn = sorted(chain.burn_height(t) for t in tenures)
+    assert burn[-1] - burn[0] + 1 > len(burn)  # burn heights without a tenure
+    first, last = FORTNIGHT[0].isoformat(), FORTNIGHT[-1].isoformat()
+    expected_counts = {d: chain.day_total(d) for d in FORTNIGHT}
+
+    with SimulatorServer(chain, FaultConfig()) as sim:
+        hashes: dict[str, dict[dt.date, str]] = {}
+        for strategy in ("v1", "v3", "auto"):
+            if strategy == "auto":
+                # v1 answers 410 from inside the fifth day's pages on.
+                pages_before = sum(math.ceil(expected_counts[d] / 50) for d in FORTNIGHT[:4])
+                sim.faults = FaultConfig(gone_after_requests=pages_before + 5)
+            requests_before, cursors_before = sim.stats()["requests"], len(sim.blocks.cursors_received)
+            db = tmp_path / f"{strategy}.duckdb"
+            result = materialize(sim, db, strategy=strategy, first=first, last=last)
+            assert result.success, failure_message(result)
+            hashes[strategy] = content_hashes(db, FORTNIGHT)
+            with duckdb.connect(str(db), read_only=True) as conn:
+                assert day_counts(conn, FORTNIGHT) == expected_counts
+                assert duplicate_tx_ids(conn) == 0
+            metadata = run_metadata(result)
+            per_day = {e["day"]: e for e in metadata["per_day"]}
+            cursors = list(sim.blocks.cursors_received)[cursors_before:]
+            if strategy == "v1":
+                # The v1 path as before: ceil(total / 50) pages a day, nothing else asked.
+                assert all(per_day[d.isoformat()]["requests"] == math.ceil(expected_counts[d] / 50) for d in FORTNIGHT)
+                assert sim.stats()["requests"] - requests_before == sum(e["requests"] for e in per_day.values())
+                assert cursors == [] and microblocks(db) == {d: {2147483647} for d in FORTNIGHT}
+            if strategy == "v3":
+                assert microblocks(db) == {d: {None} for d in FORTNIGHT}
+            if strategy == "auto":
+                assert metadata["switched_to_v3"] is True
+                assert [e["strategy"] for e in metadata["per_day"]] == ["v1"] * 4 + ["v3"] * 10
+            # Every cursor the v3 path sent fits the real columns' types (the simulator would have answered 500).
+            if strategy != "v1":
+                assert cursors, "the v3 path sent no cursor"
+                for cursor in cursors:
+                    numbers = [int(n) for n in cursor.split(":")]
+                    assert len(numbers) == 3 and all(0 <= n <= m for n, m in zip(numbers, CURSOR_TYPES, strict=True))
+        assert "500" not in sim.stats()["by_status"]
+    assert hashes["v3"] == hashes["v1"]
+    assert hashes["auto"] == hashes["v1"]
