@@ -17,7 +17,7 @@ export STX_UI_URL ?= http://$(UI_HOST):$(UI_PORT)
 DAYS ?= $(if $(TARGET_DAYS),$(TARGET_DAYS),14)
 BG := $(BIN)/python -m stx_pipeline.operations.background --host $(UI_HOST) --port $(UI_PORT) --simulator-port $(SIM_PORT)
 
-.PHONY: help install test test-fast lint format bench up down logs ps backfill backfill-bg status dashboard demo demo-clean \
+.PHONY: help install test test-fast lint format bench up down logs ps backfill backfill-bg plan status dashboard demo demo-clean \
 	simulate backfill-wallet backfill-status backfill-tail backfill-stop
 
 help: ## list the commands
@@ -64,6 +64,8 @@ demo-clean: down ## remove the demo's instance, database and page (demo/)
 
 up: install ## start the Dagster webserver + daemon in the background (UI on 127.0.0.1:3000)
 	$(BG) up
+	@# What daily_topup is about to fetch (STX_TARGET_DAYS) and how long at the request budget.
+	-@$(BIN)/stx-pipeline plan --topup
 
 down: install ## stop everything `make up` / `make demo` started
 	$(BG) down
@@ -82,6 +84,9 @@ backfill: install ## launch a backfill of the last DAYS days and follow it (need
 
 backfill-bg: install ## launch a backfill of the last DAYS days and return (the daemon runs it)
 	$(BIN)/stx-pipeline backfill --days $(DAYS)
+
+plan: install ## how many of the last DAYS days are missing, and how long fetching them takes (launches nothing)
+	$(BIN)/stx-pipeline plan --days $(DAYS)
 
 status: install ## coverage of the last DAYS days, missing ranges, latest backfill
 	$(BIN)/stx-pipeline status --target-days $(DAYS)

@@ -213,6 +213,54 @@ def _confirm(console, plan, settings, yes: bool, threshold: int) -> None:
         sys.exit(1)
 
 
+@main.command(name="plan")
+@click.option("--days", type=int, help="The last N complete UTC days [default: STX_TARGET_DAYS, the top-up's window].")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First day (inclusive).")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last day (inclusive); default yesterday.")
+@click.option("--topup", is_flag=True, help="Say it as what the daily_topup sensor is about to fetch (`make up`).")
+def plan_command(days: int | None, start: dt.datetime | None, end: dt.datetime | None, topup: bool) -> None:
+    """How many days a window lacks and how long fetching them takes at the current budget; launches nothing."""
+    from stx_pipeline.operations.plan import plan_days, read_stored_rows
+    from stx_pipeline.operations.status import read_instance
+    from stx_pipeline.operations.window import compact_ranges
+    from stx_pipeline.settings import daily_topup_on
+    from stx_pipeline.storage import StorageError
+
+    settings = _settings()
+    from_env = days is None and start is None
+    window = _window(
+        settings.target_days if from_env else days,
+        start,
+        end,
+        settings,
+        option="STX_TARGET_DAYS" if from_env else "--days",
+        clamp=from_env,
+    )
+    try:
+        stored = read_stored_rows(settings.duckdb_path, window)
+    except StorageError as exc:
+        click.echo(f"Cannot plan: {exc}", err=True)
+        sys.exit(1)
+    view = read_instance(window)
+    plan = plan_days(window, view.statuses if view else {}, stored)
+    todo = sorted(set(plan.requested) | set(plan.in_progress))
+    span = f"the last {len(window)} days ({window[0]} .. {window[-1]})"
+    if topup and not daily_topup_on():
+        click.echo("daily_topup is off (STX_DAILY_TOPUP=off): nothing is fetched until you run a backfill.")
+    if not todo:
+        click.echo(f"All of {span} are stored" + (": daily_topup fetches each new day once final." if topup else "."))
+        return
+    estimate = _estimate(settings, len(todo), plan.stored_rows).describe()
+    who = "daily_topup will fetch" if topup and daily_topup_on() else "A backfill would fetch"
+    click.echo(f"{who} {len(todo)} missing days of {span}: {estimate}.")
+    click.echo(f"Missing: {', '.join(compact_ranges(todo))}")
+    if topup and daily_topup_on():
+        click.echo(
+            "It starts now, one run at a time. To fetch less, stop the sensor in the UI (Automation) or set "
+            "STX_TARGET_DAYS / STX_DAILY_TOPUP=off in .env and `make down && make up`."
+        )
+
+
 @main.command()
 @click.option("--id", "backfill_id", help="The backfill to cancel; default: the latest one.")
 @click.option("--ui-url", envvar="STX_UI_URL", default="http://127.0.0.1:3000", show_default=True)

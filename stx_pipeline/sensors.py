@@ -18,9 +18,9 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from stx_pipeline.assets.transactions import ASSET_KEY, stx_transactions
-from stx_pipeline.operations.plan import estimate_fetch, read_stored_rows
+from stx_pipeline.operations.plan import estimate_fetch, read_stored_rows, with_pending
 from stx_pipeline.operations.window import contiguous_runs
-from stx_pipeline.partitions import daily_partitions, day_statuses
+from stx_pipeline.partitions import daily_partitions, day_statuses, pending_backfill_days
 from stx_pipeline.resources import HiroApiResource
 from stx_pipeline.settings import Settings, daily_topup_on
 from stx_pipeline.storage import StorageError
@@ -143,7 +143,14 @@ def daily_topup(
     yesterday = now.date() - dt.timedelta(days=1)
     oldest = max(first_partition, yesterday - dt.timedelta(days=topup.target_days - 1))
     days = [oldest + dt.timedelta(days=i) for i in range((yesterday - oldest).days + 1)]
-    statuses = day_statuses(context.instance, ASSET_KEY, days) if days else {}
+    # A day an unfinished backfill targets is taken even before its run exists: not requested twice.
+    statuses = (
+        with_pending(
+            day_statuses(context.instance, ASSET_KEY, days), pending_backfill_days(context.instance, ASSET_KEY)
+        )
+        if days
+        else {}
+    )
     stored = stored_rows_for_tick(duckdb.database, days, context.log) if days else {}
     planned = plan_topup(
         now,

@@ -26,6 +26,7 @@ from stx_pipeline.operations.plan import (
     normalise,
     plan_days,
     read_stored_rows,
+    with_pending,
 )
 from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
 from stx_pipeline.operations.window import compact_ranges, contiguous_runs, expand_status_ranges
@@ -96,8 +97,14 @@ def _rate(rows: int, started: float) -> str:
 
 def plan_via_webserver(web: DagsterWebserver, window: list[dt.date], db_path: str, force: bool) -> DayPlan:
     """Raises StorageError when DuckDB cannot be read: the plan must not trust the instance alone."""
-    statuses = expand_status_ranges(web.partition_ranges(ASSET_PATH))
-    return plan_days(window, statuses, read_stored_rows(db_path, window), force=force)
+    stored = read_stored_rows(db_path, window)
+    pending = _days(web.pending_backfill_days(ASSET_PATH))
+    statuses = with_pending(expand_status_ranges(web.partition_ranges(ASSET_PATH)), pending)
+    return plan_days(window, statuses, stored, force=force, pending=pending)
+
+
+def _days(keys: set[str]) -> set[dt.date]:
+    return {dt.date.fromisoformat(k) for k in keys}
 
 
 def ensure_daemon(web: DagsterWebserver) -> None:
@@ -201,7 +208,9 @@ def follow(
 
 
 def webserver_statuses(web: DagsterWebserver) -> StatusReader:
-    return lambda: expand_status_ranges(web.partition_ranges(ASSET_PATH))
+    return lambda: with_pending(
+        expand_status_ranges(web.partition_ranges(ASSET_PATH)), _days(web.pending_backfill_days(ASSET_PATH))
+    )
 
 
 # -- in this process -----------------------------------------------------------------------------
@@ -210,20 +219,28 @@ def webserver_statuses(web: DagsterWebserver) -> StatusReader:
 def instance_statuses(days: list[dt.date]) -> StatusReader:
     import dagster as dg
 
-    from stx_pipeline.partitions import day_statuses
+    from stx_pipeline.partitions import day_statuses, pending_backfill_days
 
     def read() -> Mapping[dt.date, str | None]:
         with dg.DagsterInstance.get() as instance:
-            return day_statuses(instance, dg.AssetKey(ASSET_PATH), days)
+            key = dg.AssetKey(ASSET_PATH)
+            return with_pending(day_statuses(instance, key, days), pending_backfill_days(instance, key))
 
     return read
 
 
 def plan_via_instance(window: list[dt.date], db_path: str, force: bool) -> DayPlan:
     """Raises StorageError when DuckDB cannot be read: the plan must not trust the instance alone."""
+    import dagster as dg
+
+    from stx_pipeline.partitions import day_statuses, pending_backfill_days
+
     resolve_dagster_home()
     stored = read_stored_rows(db_path, window)
-    return plan_days(window, instance_statuses(window)(), stored, force=force)
+    with dg.DagsterInstance.get() as instance:
+        pending = pending_backfill_days(instance, dg.AssetKey(ASSET_PATH))
+        statuses = with_pending(day_statuses(instance, dg.AssetKey(ASSET_PATH), window), pending)
+    return plan_days(window, statuses, stored, force=force, pending=pending)
 
 
 def run_in_process(

@@ -32,6 +32,16 @@ MAINNET_REQUESTS_PER_DAY = 105
 PAGE_SIZE = 50
 
 
+def with_pending(statuses: Mapping[dt.date, str | None], pending: Iterable[dt.date]) -> dict[dt.date, str | None]:
+    """Statuses where a day never attempted but targeted by an unfinished backfill counts as in progress: the
+    backfill daemon creates runs a few at a time, and until then the instance knows nothing of those days."""
+    merged = dict(statuses)
+    for day in pending:
+        if merged.get(day) is None:
+            merged[day] = IN_PROGRESS
+    return merged
+
+
 def normalise(status: str | None) -> str:
     if status is None:
         return MISSING
@@ -75,13 +85,18 @@ def plan_days(
     stored_rows: Mapping[dt.date, int],
     *,
     force: bool = False,
+    pending: Iterable[dt.date] = (),
 ) -> DayPlan:
     """Days to request: missing or failed in the instance, or materialized there but absent from DuckDB
-    (a deleted or replaced database file, lost rows). Days being materialized right now are left to their run."""
+    (a deleted or replaced database file, lost rows). Days being materialized right now are left to their run,
+    as are days an unfinished backfill targets (`pending`) and has not attempted yet."""
     per_day = {d: normalise(statuses.get(d)) for d in window}
     lost = [d for d in window if per_day[d] == MATERIALIZED and stored_rows.get(d, 0) == 0]
     for day in lost:
         per_day[day] = MISSING
+    for day in set(pending) & set(window):
+        if per_day[day] == MISSING:
+            per_day[day] = IN_PROGRESS
     in_progress = [d for d in window if per_day[d] == IN_PROGRESS]
     if force:
         requested = [d for d in window if per_day[d] != IN_PROGRESS]

@@ -91,6 +91,15 @@ query($assetKey: AssetKeyInput!) {
 }
 """
 
+# Backfills still launching runs, with the days they target: their days are in progress before their runs exist.
+UNFINISHED_BACKFILLS = """
+query {
+  partitionBackfillsOrError(status: REQUESTED) {
+    ... on PartitionBackfills { results { id partitionNames assetSelection { path } } }
+  }
+}
+"""
+
 # Configured values of the code location's resources: plain values as JSON text, EnvVar-backed ones as the
 # variable's name (type ENV_VAR), secrets masked. Enough to compare STX_API_URL / STX_DUCKDB_PATH.
 RESOURCE_VALUES = """
@@ -214,6 +223,15 @@ class DagsterWebserver:
         data = self.query(LATEST_BACKFILL)["partitionBackfillsOrError"]
         results = data.get("results") if data else None
         return results[0] if results else None
+
+    def pending_backfill_days(self, asset_path: list[str]) -> set[str]:
+        """Partition keys of `asset_path` targeted by backfills that are still running (status REQUESTED)."""
+        data = self.query(UNFINISHED_BACKFILLS)["partitionBackfillsOrError"]
+        keys: set[str] = set()
+        for backfill in (data or {}).get("results") or []:
+            if any(key.get("path") == asset_path for key in backfill.get("assetSelection") or []):
+                keys.update(backfill.get("partitionNames") or [])
+        return keys
 
     def resource_values(self) -> dict[str, dict[str, str]]:
         """{resource: {field: value}} of the plain (type VALUE) configured values of every loaded repository."""
