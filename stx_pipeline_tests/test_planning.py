@@ -239,3 +239,38 @@ def test_a_reset_connection_mid_run_does_not_stop_the_other_days(tmp_path, small
         result = _materialize(pipeline_resources(sim.url, tmp_path / "w.duckdb", max_attempts=2), W[0], W[1], instance)
     message = failure_message(result)
     assert "2 of 2 days failed" in message and "cannot be reached" not in message
+
+
+# -- through the webserver and daemon (slow: starts `dagster dev`) --------------------------------
+
+
+@pytest.mark.slow
+def test_days_in_progress_are_followed_by_wait_and_a_different_api_url_is_warned(tmp_path, small_chain):
+    from stx_pipeline.simulator import FaultConfig, SimulatorServer
+    from stx_pipeline_tests.dagster_env import dagster_dev
+
+    last3 = [last_complete_day() - dt.timedelta(days=i) for i in (2, 1, 0)]
+    # Slow answers keep the first backfill busy while the second command plans.
+    with SimulatorServer(small_chain, FaultConfig(latency_ms=1000)) as sim:
+        env = pipeline_env(tmp_path, sim.url, COLUMNS="400")
+        with dagster_dev(tmp_path, env) as ui:
+            env["STX_UI_URL"] = ui
+            first = cli(["backfill", "--days", "3"], env)
+            assert first.returncode == 0, text(first)
+            assert "Launched backfill" in first.stdout
+
+            second = cli(["backfill", "--days", "3", "--wait"], env)
+            out = text(second)
+            assert second.returncode == 0, out
+            assert "0 to fetch, 3 in progress" in out
+            assert "Nothing new to launch: every missing day is already being fetched by another run" in out
+            assert "Launched backfill" not in out  # not fetched twice
+            assert "All 3 days succeeded." in out
+            assert stored(env, last3) == {d: small_chain.day_total(d) for d in last3}
+
+            elsewhere = "http://127.0.0.1:9"
+            drift = cli(["backfill", "--days", "3"], {**env, "STX_API_URL": elsewhere})
+            out = text(drift)
+            assert drift.returncode == 0, out
+            assert f"this shell has STX_API_URL={elsewhere} but the running code location uses {sim.url}" in out
+            assert "Nothing to do: every day of the window is stored" in out
