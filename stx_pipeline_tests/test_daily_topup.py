@@ -215,7 +215,7 @@ def test_the_first_tick_announces_how_many_days_and_how_long(instance, capfd):
     hours = 18_900 / DEFAULT_RPM_WITHOUT_KEY / 60
     assert (
         "daily_topup requests 180 days in 37 runs (final, missing): 180 days, about 18,900 requests "
-        f"(105/day, a mainnet day, docs/API_STRATEGIES.md): ~{hours:.1f} h at {DEFAULT_RPM_WITHOUT_KEY} "
+        f"(105/day, a ~5,000-tx mainnet day): ~{hours:.1f} h at {DEFAULT_RPM_WITHOUT_KEY} "
         "requests/min; without HIRO_API_KEY"
     ) in " ".join(capfd.readouterr().err.split())
     # The same requests on the next tick (until their runs exist) are not announced again.

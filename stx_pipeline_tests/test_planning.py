@@ -130,7 +130,7 @@ def test_an_unreadable_database_path_is_never_read_as_stored(tmp_path, simulator
 
 def test_the_estimate_follows_the_calls_per_day_table_and_the_budget():
     keyless = estimate_fetch(180, requests_per_minute=None, keyed=False)
-    assert keyless.requests == 180 * 105  # docs/API_STRATEGIES.md: 101-110 calls for a ~5,000-tx day
+    assert keyless.requests == 180 * 105  # docs/BACKFILL.md: 105 pages for a ~5,000-tx day
     assert keyless.minutes == pytest.approx(18_900 / DEFAULT_RPM_WITHOUT_KEY)
     assert f"~{18_900 / DEFAULT_RPM_WITHOUT_KEY / 60:.1f} h at {DEFAULT_RPM_WITHOUT_KEY} requests/min" in (
         keyless.describe()

@@ -27,7 +27,8 @@ _ALIASES = {"MATERIALIZING": IN_PROGRESS}
 # Above this many days to fetch, `backfill` asks first (or wants --yes): 90 days is ~1.8 h at the keyless budget.
 CONFIRM_ABOVE_DAYS = 90
 
-# docs/API_STRATEGIES.md, "Calls per day": 101-110 requests for a mainnet-like day of ~5,000 transactions (v1).
+# A mainnet-like day of ~5,000 transactions: 105 v1 pages on average (docs/BACKFILL.md, "How long it takes");
+# v3 measured 101-109 requests for such days (docs/API_STRATEGIES.md, "Requests per day").
 MAINNET_REQUESTS_PER_DAY = 105
 PAGE_SIZE = 50
 
@@ -179,7 +180,7 @@ def estimate_fetch(
         source = f"from the {len(counts)} days stored"
     else:
         per_day = MAINNET_REQUESTS_PER_DAY
-        source = "a mainnet day, docs/API_STRATEGIES.md"
+        source = "a ~5,000-tx mainnet day"
     return FetchEstimate(
         days=days, requests_per_day=per_day, requests_per_minute=rpm, keyed=keyed, per_day_source=source
     )
