@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stx_pipeline.operations.plan import FAILED, IN_PROGRESS, MATERIALIZED, normalise
+from stx_pipeline.operations.plan import FAILED, IN_PROGRESS, MATERIALIZED, normalise, with_pending
 from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
 from stx_pipeline.operations.window import compact_ranges, expand_status_ranges, last_complete_day
 from stx_pipeline.settings import dagster_home
@@ -121,12 +121,14 @@ class InstanceView:
 
 def read_instance(window: list[dt.date], web: DagsterWebserver | None = None) -> InstanceView | None:
     """Partition statuses from the webserver's GraphQL when it is up (fast), else from the instance at
-    DAGSTER_HOME (imports dagster, ~2.5 s); None when no instance has run here yet."""
+    DAGSTER_HOME (imports dagster, ~2.5 s); None when no instance has run here yet. Days an unfinished backfill
+    targets count as in progress before their runs exist."""
     web = web or DagsterWebserver(timeout_s=5.0)
     if web.is_up():
         try:
-            statuses = expand_status_ranges(web.partition_ranges(["stx_transactions"]))
-            return InstanceView(dict(statuses), web.latest_backfill(), "webserver")
+            pending = {dt.date.fromisoformat(k) for k in web.pending_backfill_days(["stx_transactions"])}
+            statuses = with_pending(expand_status_ranges(web.partition_ranges(["stx_transactions"])), pending)
+            return InstanceView(statuses, web.latest_backfill(), "webserver")
         except WebserverError:
             pass
     home = dagster_home()
@@ -134,10 +136,11 @@ def read_instance(window: list[dt.date], web: DagsterWebserver | None = None) ->
         return None
     import dagster as dg
 
-    from stx_pipeline.partitions import day_statuses
+    from stx_pipeline.partitions import day_statuses, pending_backfill_days
 
     with dg.DagsterInstance.get() as instance:
-        statuses = day_statuses(instance, dg.AssetKey("stx_transactions"), window)
+        key = dg.AssetKey("stx_transactions")
+        statuses = with_pending(day_statuses(instance, key, window), pending_backfill_days(instance, key))
         backfills = instance.get_backfills(limit=1)
     latest = None
     if backfills:
