@@ -63,6 +63,19 @@ def dagster_home() -> Path | None:
     return None
 
 
+def anchor(path: str) -> str:
+    """`path` itself when absolute or a URL; otherwise relative to DAGSTER_HOME (the project root under `make`),
+    or to the current directory when DAGSTER_HOME is unset. Cron runs the CLI from anywhere: a relative path
+    must not create a second database or instance there."""
+    if "://" in path:  # s3://, gs://: DuckLake data in object storage
+        return path
+    given = Path(path).expanduser()
+    if given.is_absolute():
+        return str(given)
+    home = os.environ.get("DAGSTER_HOME", "").strip()
+    return str((Path(home).expanduser() if home else Path.cwd()) / given)
+
+
 def daily_topup_on() -> bool:
     """STX_DAILY_TOPUP: the daily_topup sensor starts running unless it is off / false / 0 / no."""
     return os.environ.get("STX_DAILY_TOPUP", "on").strip().lower() not in ("off", "false", "0", "no")
@@ -102,10 +115,10 @@ class Settings:
         return cls(
             api_url=api_url,
             requests_per_minute=_float_env("STX_REQUESTS_PER_MINUTE", 0, 0) if rpm_raw else None,
-            duckdb_path=_env("STX_DUCKDB_PATH", "data/wallet_metrics.duckdb"),
+            duckdb_path=anchor(_env("STX_DUCKDB_PATH", "data/wallet_metrics.duckdb")),
             start_date=start,
             target_days=_int_env("STX_TARGET_DAYS", 180, 1),
-            public_dir=_env("STX_PUBLIC_DIR", "public/wallet"),
+            public_dir=anchor(_env("STX_PUBLIC_DIR", "public/wallet")),
             topup_delay_hours=_float_env("STX_TOPUP_DELAY_HOURS", 2.0, 0.0),
             days_per_run=_int_env("STX_DAYS_PER_RUN", 5, 1),
             storage=storage,
@@ -139,4 +152,4 @@ def storage_env() -> tuple[str, str | None, str]:
         raise SettingsError(
             "STX_STORAGE=ducklake needs STX_DUCKLAKE_CATALOG, e.g. 'postgres:dbname=lake host=127.0.0.1 user=postgres'"
         )
-    return storage, catalog, _env("STX_DUCKLAKE_DATA_PATH", "data/lake")
+    return storage, catalog, anchor(_env("STX_DUCKLAKE_DATA_PATH", "data/lake"))

@@ -54,8 +54,8 @@ class Service:
 def make_dagster_home(home: Path) -> Path:
     """A DAGSTER_HOME at `home` with the project's dagster.yaml, its storage moved under `home/.dagster`.
 
-    The project's file uses paths relative to the project root (where `make` runs); elsewhere (the demo, tests,
-    benchmarks) relative paths would follow the current directory, so they are made absolute here.
+    The project's file uses paths relative to DAGSTER_HOME (stx_pipeline/instance_storage.py); they are made
+    absolute here so that `DagsterInstance.from_config(home)` finds the same storage without DAGSTER_HOME set.
     """
     home.mkdir(parents=True, exist_ok=True)
     config = (PROJECT_ROOT / "dagster.yaml").read_text().replace("base_dir: .dagster", f"base_dir: {home}/.dagster")
@@ -161,6 +161,35 @@ def wait_for_daemon(ui_url: str, timeout_s: float = 120.0) -> None:
     raise SystemExit(f"the Dagster daemon behind {ui_url} is not healthy after {timeout_s:.0f}s; see `make logs`")
 
 
+# The pool of stx_transactions (stx_pipeline/assets/transactions.py).
+HIRO_API_POOL = "hiro_api"
+
+
+def initialize_pool(env: dict[str, str]) -> None:
+    """Give the `hiro_api` pool its default limit (dagster.yaml) before the daemon first sees a queued run.
+
+    Dagster 1.13's run queue reads the configured pools before it initializes a new pool to the default limit
+    (GlobalOpConcurrencyLimitsCounter), so on a fresh instance its first pass starts every queued run of the
+    pool at once: two fetching runs on one DuckDB file and one API budget. Initialized here, the limit holds
+    from the first run.
+    """
+    code = (
+        "import dagster as dg\n"
+        "with dg.DagsterInstance.get() as instance:\n"
+        f"    instance.event_log_storage.initialize_concurrency_limit_to_default({HIRO_API_POOL!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, check=True, timeout=120)
+
+
+def up(dagster: Service, env: dict[str, str], timeout_s: float = 180.0) -> int:
+    """`make up`: the instance's pool, then `dagster dev` in the background; returns once its daemon is healthy."""
+    env = {**os.environ, **env}
+    initialize_pool(env)
+    pid = start(dagster, env=env, timeout_s=timeout_s)
+    wait_for_daemon(dagster.ready_url.removesuffix("/server_info"), timeout_s=timeout_s)
+    return pid
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="background", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["up", "down", "status", "logs"])
@@ -175,8 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.action == "up":
         if args.with_simulator:
             start(simulator)
-        start(dagster, env={"DAGSTER_HOME": os.environ.get("DAGSTER_HOME", str(PROJECT_ROOT))})
-        wait_for_daemon(f"http://{args.host}:{args.port}")
+        up(dagster, {"DAGSTER_HOME": os.environ.get("DAGSTER_HOME", str(PROJECT_ROOT))})
         print(f"Dagster UI: http://{args.host}:{args.port}")
     elif args.action == "down":
         if not any([stop(dagster), stop(simulator)]):
