@@ -26,10 +26,15 @@ def _settings():
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Stacks transaction history in DuckDB, run by Dagster."""
-    # The same `.env` that Dagster loads for the code location, so both see one configuration.
+    # The same `.env` that Dagster loads for the code location (from the project root), so both see one
+    # configuration; also when cron runs the CLI elsewhere with DAGSTER_HOME=<project>. One in the current
+    # directory comes first; the environment itself always wins.
     from dotenv import load_dotenv
 
+    from stx_pipeline.settings import anchor
+
     load_dotenv(".env", override=False)
+    load_dotenv(anchor(".env"), override=False)
 
 
 def _window(days, start, end, settings, *, option: str = "--days", clamp: bool = False) -> list[dt.date]:

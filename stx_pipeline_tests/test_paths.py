@@ -35,21 +35,17 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
 
 
 def test_cron_style_in_process_backfill_from_another_directory_uses_the_project(tmp_path, simulator, small_chain):
-    """`DAGSTER_HOME=<project> stx-pipeline backfill --in-process` from elsewhere: one instance, one database,
-    both in the project; a second run from yet another directory finds the day stored and requests nothing."""
+    """`DAGSTER_HOME=<project> stx-pipeline backfill --in-process` from elsewhere: the project's .env, one instance
+    and one database, all in the project; a second run from another directory finds the day stored and requests
+    nothing."""
     project = tmp_path / "project"
     project.mkdir()
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", project / "dagster.yaml")  # as checked in: relative paths
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STX_", "DAGSTER_"))}
-    env.update(
-        {
-            "DAGSTER_HOME": str(project),
-            "STX_API_URL": simulator.url,
-            "STX_REQUESTS_PER_MINUTE": "0",
-            "STX_START_DATE": "2024-11-01",
-            "STX_DAILY_TOPUP": "off",
-            "STX_UI_URL": f"http://127.0.0.1:{free_port()}",  # no webserver: the instance on disk
-        }
+    env.update({"DAGSTER_HOME": str(project), "STX_UI_URL": f"http://127.0.0.1:{free_port()}"})  # no webserver
+    # The rest of the configuration is in the project's .env, as `make up` users keep it.
+    (project / ".env").write_text(
+        f"STX_API_URL={simulator.url}\nSTX_REQUESTS_PER_MINUTE=0\nSTX_START_DATE=2024-11-01\nSTX_DAILY_TOPUP=off\n"
     )
     day = last_complete_day()
     window = ["--start", str(day), "--end", str(day)]
@@ -73,7 +69,7 @@ def test_cron_style_in_process_backfill_from_another_directory_uses_the_project(
 
     # Nothing was created where the commands ran; everything is in the project, the instance under .dagster/.
     assert [list(d.iterdir()) for d in cron_dirs] == [[], []]
-    assert sorted(p.name for p in project.iterdir()) == [".dagster", "dagster.yaml", "data"]
+    assert sorted(p.name for p in project.iterdir()) == [".dagster", ".env", "dagster.yaml", "data"]
     assert (project / ".dagster" / "storage" / "history" / "runs.db").exists()
     with duckdb.connect(str(project / "data" / "wallet_metrics.duckdb"), read_only=True) as conn:
         rows = conn.execute("SELECT count(*) FROM stx_transactions WHERE partition_date = ?", [day]).fetchone()[0]
