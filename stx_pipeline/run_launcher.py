@@ -44,7 +44,7 @@ class LocalRunLauncher(DefaultRunLauncher):
             # Nothing to judge by: leave the run alone rather than fail a live one.
             return CheckRunHealthResult(WorkerStatus.RUNNING, "no run worker pid recorded")
         pid, started_at = started[0].dagster_event.pid, started[0].timestamp
-        return CheckRunHealthResult(*_process_status(pid, started_at))
+        return CheckRunHealthResult(*worker_process_status(pid, started_at))
 
     def get_run_worker_debug_info(self, run: DagsterRun, include_container_logs: bool | None = True) -> str | None:
         # Shown after run monitoring's "Marking run ... as failed": what happened and what to do.
@@ -55,7 +55,7 @@ class LocalRunLauncher(DefaultRunLauncher):
         )
 
 
-def _process_status(pid: int, started_at: float) -> tuple[WorkerStatus, str]:
+def worker_process_status(pid: int, started_at: float) -> tuple[WorkerStatus, str]:
     try:
         process = psutil.Process(pid)
         created = process.create_time()

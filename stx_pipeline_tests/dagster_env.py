@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from stx_pipeline.operations import background
-from stx_pipeline.operations.background import dagster_service, start, stop, wait_for_daemon
+from stx_pipeline.operations.background import dagster_service, stop, up
 from stx_pipeline_tests.conftest import PROJECT_ROOT
 
 CLI = [str(Path(sys.executable).with_name("stx-pipeline"))]
@@ -49,10 +49,8 @@ def dagster_dev(root: Path, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     service = dagster_service("127.0.0.1", port, run_dir=root / "run")
     try:
-        start(service, env=env, timeout_s=240)
-        url = f"http://127.0.0.1:{port}"
-        wait_for_daemon(url, timeout_s=180)
-        yield url
+        up(service, env, timeout_s=240)  # what `make up` does
+        yield f"http://127.0.0.1:{port}"
     finally:
         stop(service, grace_s=20)
 
