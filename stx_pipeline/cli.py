@@ -56,7 +56,7 @@ def _window(days, start, end, settings, *, option: str = "--days", clamp: bool =
 def _estimate(settings, days: int, stored_rows=None):
     import os
 
-    from stx_pipeline.operations.plan import estimate_fetch
+    from stx_pipeline.planning import estimate_fetch
 
     return estimate_fetch(
         days,
@@ -106,10 +106,10 @@ def backfill(
     """Launch a partition backfill of stx_transactions over a window of days."""
     from rich.console import Console
 
+    from stx_pipeline.days import compact_ranges
     from stx_pipeline.operations import backfill as ops
-    from stx_pipeline.operations.plan import CONFIRM_ABOVE_DAYS
     from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
-    from stx_pipeline.operations.window import compact_ranges
+    from stx_pipeline.planning import CONFIRM_ABOVE_DAYS
     from stx_pipeline.storage import StorageError
 
     settings = _settings()
@@ -225,9 +225,9 @@ def _confirm(console, plan, settings, yes: bool, threshold: int) -> None:
 @click.option("--topup", is_flag=True, help="Say it as what the daily_topup sensor is about to fetch (`make up`).")
 def plan_command(days: int | None, start: dt.datetime | None, end: dt.datetime | None, topup: bool) -> None:
     """How many days a window lacks and how long fetching them takes at the current budget; launches nothing."""
-    from stx_pipeline.operations.plan import plan_days, read_stored_rows
+    from stx_pipeline.days import compact_ranges
     from stx_pipeline.operations.status import read_instance
-    from stx_pipeline.operations.window import compact_ranges
+    from stx_pipeline.planning import plan_days, read_stored_rows
     from stx_pipeline.settings import daily_topup_on
     from stx_pipeline.storage import StorageError
 

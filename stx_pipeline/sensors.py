@@ -18,15 +18,12 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from stx_pipeline.assets.transactions import ASSET_KEY, stx_transactions
-from stx_pipeline.operations.plan import estimate_fetch, read_stored_rows, with_pending
-from stx_pipeline.operations.window import contiguous_runs
+from stx_pipeline.days import chunk_runs, days_between, range_tags
 from stx_pipeline.partitions import daily_partitions, day_statuses, pending_backfill_days
+from stx_pipeline.planning import estimate_fetch, read_stored_rows, with_pending
 from stx_pipeline.resources import HiroApiResource
 from stx_pipeline.settings import Settings, daily_topup_on
 from stx_pipeline.storage import StorageError
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 class TopupPolicy(dg.ConfigurableResource):
@@ -79,16 +76,10 @@ def plan_topup(
     # Before the delay, yesterday is not final: it is neither requested nor counted as a gap.
     newest_final = yesterday if now >= final_cutoff else yesterday - dt.timedelta(days=1)
     oldest = max(first_partition, yesterday - dt.timedelta(days=target_days - 1))
-    window = [oldest + dt.timedelta(days=i) for i in range((newest_final - oldest).days + 1)]
+    window = days_between(oldest, newest_final)
 
     def chunks(reason: str, days: list[dt.date]) -> list[TopupRequest]:
-        out = []
-        for first, last in contiguous_runs(days):
-            while first <= last:
-                chunk_end = min(last, first + dt.timedelta(days=days_per_run - 1))
-                out.append(TopupRequest(reason, first, chunk_end))
-                first = chunk_end + dt.timedelta(days=1)
-        return out
+        return [TopupRequest(reason, first, last) for first, last in chunk_runs(days, days_per_run)]
 
     requests: list[TopupRequest] = []
     if newest_final == yesterday and statuses.get(yesterday) is None and yesterday >= first_partition:
@@ -142,7 +133,7 @@ def daily_topup(
     first_partition = dt.date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d"))
     yesterday = now.date() - dt.timedelta(days=1)
     oldest = max(first_partition, yesterday - dt.timedelta(days=topup.target_days - 1))
-    days = [oldest + dt.timedelta(days=i) for i in range((yesterday - oldest).days + 1)]
+    days = days_between(oldest, yesterday)
     # A day an unfinished backfill targets is taken even before its run exists: not requested twice.
     statuses = (
         with_pending(
@@ -166,8 +157,7 @@ def daily_topup(
             run_key=request.run_key,
             asset_selection=[ASSET_KEY],
             tags={
-                RANGE_START_TAG: request.first.isoformat(),
-                RANGE_END_TAG: request.last.isoformat(),
+                **range_tags(request.first, request.last),
                 "stx-pipeline/topup-reason": request.reason.split("@")[0],
             },
         )

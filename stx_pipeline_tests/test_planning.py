@@ -13,8 +13,9 @@ import duckdb
 import pytest
 
 from stx_pipeline.assets.transactions import stx_transactions
+from stx_pipeline.days import last_complete_day
 from stx_pipeline.hiro.client import DEFAULT_RPM_WITH_KEY, DEFAULT_RPM_WITHOUT_KEY
-from stx_pipeline.operations.plan import (
+from stx_pipeline.planning import (
     FAILED,
     IN_PROGRESS,
     MATERIALIZED,
@@ -23,7 +24,6 @@ from stx_pipeline.operations.plan import (
     read_stored_rows,
     with_pending,
 )
-from stx_pipeline.operations.window import last_complete_day
 from stx_pipeline.storage import StorageError, day_counts
 from stx_pipeline_tests.conftest import days, failure_message, lock_held_by_another_process, pipeline_resources
 from stx_pipeline_tests.dagster_env import cli, free_port, pipeline_env

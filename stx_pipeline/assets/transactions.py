@@ -12,13 +12,14 @@ import requests
 import urllib3.exceptions
 from dagster_duckdb import DuckDBResource
 
+from stx_pipeline.days import ASSET_NAME
 from stx_pipeline.hiro import EndpointGoneError, HiroApiError, QuotaExhaustedError
 from stx_pipeline.partitions import daily_partitions
 from stx_pipeline.resources import HiroApiResource, check_writable, write_connection
 from stx_pipeline.settings import Settings
 from stx_pipeline.storage import day_counts, duplicate_tx_ids, replace_day
 
-ASSET_KEY = dg.AssetKey("stx_transactions")
+ASSET_KEY = dg.AssetKey(ASSET_NAME)
 CHECK_ROWS_MATCH_TOTAL = "rows_match_api_total"
 CHECK_TX_ID_UNIQUE = "tx_id_unique"
 # Errors no later day of the run can escape: fail at once instead of trying each day.

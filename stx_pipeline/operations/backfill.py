@@ -18,7 +18,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from stx_pipeline.operations.plan import (
+from stx_pipeline.days import ASSET_PATH, chunk_runs, compact_ranges, contiguous_runs, days_between, range_tags
+from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
+from stx_pipeline.operations.window import expand_status_ranges
+from stx_pipeline.planning import (
     FAILED,
     IN_PROGRESS,
     MATERIALIZED,
@@ -28,12 +31,9 @@ from stx_pipeline.operations.plan import (
     read_stored_rows,
     with_pending,
 )
-from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
-from stx_pipeline.operations.window import compact_ranges, contiguous_runs, expand_status_ranges
 from stx_pipeline.settings import Settings, dagster_home
 from stx_pipeline.storage import StorageError
 
-ASSET_PATH = ["stx_transactions"]
 REQUIRED_DAEMONS = {"BACKFILL", "QUEUED_RUN_COORDINATOR"}
 
 
@@ -260,11 +260,7 @@ def run_in_process(
     instance = dg.DagsterInstance.get()
     resources = resources_from_env(Settings.from_env())
     outcome = Outcome(requested=days)
-    batches = [
-        (run_start + dt.timedelta(days=i), min(run_end, run_start + dt.timedelta(days=i + days_per_run - 1)))
-        for run_start, run_end in contiguous_runs(days)
-        for i in range(0, (run_end - run_start).days + 1, days_per_run)
-    ]
+    batches = chunk_runs(days, days_per_run)
     started = time.monotonic()
     rows = 0
     done = 0
@@ -276,11 +272,7 @@ def run_in_process(
                 [stx_transactions],
                 instance=instance,
                 resources=resources,
-                tags={
-                    "dagster/asset_partition_range_start": first.isoformat(),
-                    "dagster/asset_partition_range_end": last.isoformat(),
-                    "stx-pipeline/launched-by": "cli-in-process",
-                },
+                tags={**range_tags(first, last), "stx-pipeline/launched-by": "cli-in-process"},
                 raise_on_error=False,
             )
             if result.success:
@@ -291,7 +283,7 @@ def run_in_process(
                 rows += int(count.value) if count is not None else 0  # type: ignore[arg-type]
             else:
                 # A bad day fails alone: the days the run did write are recorded as materialized.
-                batch = [first + dt.timedelta(days=i) for i in range(n)]
+                batch = days_between(first, last)
                 statuses = day_statuses(instance, stx_transactions.key, batch)
                 written = {d for d, status in statuses.items() if status == "MATERIALIZED"}
                 outcome.failed.extend(d for d in batch if d not in written)

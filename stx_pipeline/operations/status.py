@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stx_pipeline.operations.plan import FAILED, IN_PROGRESS, MATERIALIZED, normalise, with_pending
+from stx_pipeline.days import ASSET_NAME, ASSET_PATH, compact_ranges, days_between, last_complete_day
 from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
-from stx_pipeline.operations.window import compact_ranges, expand_status_ranges, last_complete_day
+from stx_pipeline.operations.window import expand_status_ranges
+from stx_pipeline.planning import FAILED, IN_PROGRESS, MATERIALIZED, normalise, with_pending
 from stx_pipeline.settings import dagster_home
 from stx_pipeline.storage import TABLE, StorageError, table_exists
 from stx_pipeline.storage.backend import Storage, open_storage
@@ -126,8 +127,8 @@ def read_instance(window: list[dt.date], web: DagsterWebserver | None = None) ->
     web = web or DagsterWebserver(timeout_s=5.0)
     if web.is_up():
         try:
-            pending = {dt.date.fromisoformat(k) for k in web.pending_backfill_days(["stx_transactions"])}
-            statuses = with_pending(expand_status_ranges(web.partition_ranges(["stx_transactions"])), pending)
+            pending = {dt.date.fromisoformat(k) for k in web.pending_backfill_days(ASSET_PATH)}
+            statuses = with_pending(expand_status_ranges(web.partition_ranges(ASSET_PATH)), pending)
             return InstanceView(statuses, web.latest_backfill(), "webserver")
         except WebserverError:
             pass
@@ -139,7 +140,7 @@ def read_instance(window: list[dt.date], web: DagsterWebserver | None = None) ->
     from stx_pipeline.partitions import day_statuses, pending_backfill_days
 
     with dg.DagsterInstance.get() as instance:
-        key = dg.AssetKey("stx_transactions")
+        key = dg.AssetKey(ASSET_NAME)
         statuses = with_pending(day_statuses(instance, key, window), pending_backfill_days(instance, key))
         backfills = instance.get_backfills(limit=1)
     latest = None
@@ -169,7 +170,7 @@ def build_report(
     """`window`: the validated window (operations.window.target_window); default the `target_days` ending yesterday."""
     if window is None:
         end = last_complete_day(now)
-        window = [end - dt.timedelta(days=i) for i in range(target_days - 1, -1, -1)]
+        window = days_between(end - dt.timedelta(days=target_days - 1), end)
     target_days = len(window)
     path = Path(db_path)
     storage = open_storage(db_path)  # STX_STORAGE: this DuckDB file (no extension loaded), or the DuckLake lake

@@ -1,19 +1,15 @@
-"""Day windows: which UTC days a command targets, and how to print sets of days compactly."""
+"""Which UTC days a command targets (validated against STX_START_DATE), and GraphQL's status ranges as days."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
+from stx_pipeline.days import days_between, last_complete_day
+
 
 class WindowError(ValueError):
     """The requested window makes no sense (negative days, dates out of range)."""
-
-
-def last_complete_day(now: dt.datetime | None = None) -> dt.date:
-    """Yesterday in UTC: the newest partition (end_offset=0 means only complete days exist)."""
-    current = now or dt.datetime.now(dt.UTC)
-    return current.astimezone(dt.UTC).date() - dt.timedelta(days=1)
 
 
 def target_window(
@@ -57,33 +53,7 @@ def target_window(
         raise WindowError(f"{end} is not a complete UTC day yet; the newest partition is {newest}")
     if end < start:
         raise WindowError(f"the window ends ({end}) before it starts ({start})")
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-
-
-def compact_ranges(days: Iterable[dt.date]) -> list[str]:
-    """[2025-03-01, 2025-03-02, 2025-03-03, 2025-03-07] -> ['2025-03-01..2025-03-03', '2025-03-07']."""
-    ordered = sorted(set(days))
-    out: list[str] = []
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] - ordered[j] == dt.timedelta(days=1):
-            j += 1
-        out.append(ordered[i].isoformat() if i == j else f"{ordered[i]}..{ordered[j]}")
-        i = j + 1
-    return out
-
-
-def contiguous_runs(days: Iterable[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """Consecutive days grouped as (first, last) pairs: one backfill range per pair."""
-    ordered = sorted(set(days))
-    runs: list[tuple[dt.date, dt.date]] = []
-    for day in ordered:
-        if runs and day - runs[-1][1] == dt.timedelta(days=1):
-            runs[-1] = (runs[-1][0], day)
-        else:
-            runs.append((day, day))
-    return runs
+    return days_between(start, end)
 
 
 def expand_status_ranges(ranges: Iterable[Mapping[str, str]]) -> dict[dt.date, str]:
