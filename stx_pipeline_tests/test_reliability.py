@@ -18,6 +18,7 @@ from stx_pipeline.assets.transactions import stx_transactions
 from stx_pipeline.resources import HiroApiResource
 from stx_pipeline.simulator import FaultConfig, SimulatorServer
 from stx_pipeline.storage import day_content_hash, day_counts, duplicate_tx_ids
+from stx_pipeline_tests.children import read_line
 from stx_pipeline_tests.conftest import PROJECT_ROOT, days, failure_message, pipeline_resources
 
 THIRTY = days("2025-02-01", 30)
@@ -78,41 +79,68 @@ def test_thirty_days_under_every_fault_class_equal_a_fault_free_run(simulator, s
         assert day_counts(conn, THIRTY) == {d: small_chain.day_total(d) for d in THIRTY}
 
 
+# The child runs the real `replace_day` on a real file. Its `rows` is an Arrow C stream (something DuckDB scans, as
+# replace_day's docstring allows) over a new listing of the day: every scan returns the whole table, except the
+# INSERT's (the scan after the reorg DELETE has read it once), which hands DuckDB every row and then, before ending,
+# says "mid-write" and waits to be killed. So SIGKILL lands after both DELETEs and the INSERT's rows, before COMMIT:
+# no timing guess, no patched DuckDB.
 WRITER_SCRIPT = textwrap.dedent(
     """
     import datetime as dt, sys, time
-    import duckdb
+    import duckdb, pyarrow as pa
     from stx_pipeline.hiro import records_to_table
     from stx_pipeline.simulator import ChainConfig, SyntheticChain
-    from stx_pipeline.storage.schema import COLUMN_NAMES, TABLE
+    from stx_pipeline.storage import replace_day
+
+    class StalledOnInsert:
+        def __init__(self, table):
+            self.table, self.scans_read = table, 0
+
+        def batches(self):
+            yield from self.table.to_batches(max_chunksize=500)
+            if self.scans_read >= 1:  # the reorg DELETE read the rows once: this scan is the INSERT's
+                print("mid-write", len(self.table), flush=True)
+                time.sleep(600)
+            self.scans_read += 1
+
+        def __arrow_c_stream__(self, requested_schema=None):
+            reader = pa.RecordBatchReader.from_batches(self.table.schema, self.batches())
+            return reader.__arrow_c_stream__(requested_schema)
 
     db, day = sys.argv[1], dt.date.fromisoformat(sys.argv[2])
     table = records_to_table(SyntheticChain(ChainConfig(seed=99, txs_per_day=3000)).day_transactions(day), day)
-    conn = duckdb.connect(db)
-    conn.register("incoming_day", table)
-    conn.execute("BEGIN TRANSACTION")
-    conn.execute(f"DELETE FROM {TABLE} WHERE partition_date = ?", [day])
-    cols = ", ".join(COLUMN_NAMES)
-    conn.execute(f"INSERT INTO {TABLE} ({cols}) SELECT {cols} FROM incoming_day")
-    print("mid-write", flush=True)
-    time.sleep(60)
+    replace_day(duckdb.connect(db), day, StalledOnInsert(table))
+    print("committed", flush=True)  # never reached: the test kills the process first
     """
 )
 
 
 def test_kill_9_in_the_middle_of_a_day_write_leaves_the_old_day(simulator, small_chain, tmp_path):
-    """The same statements as replace_day, stopped by SIGKILL between DELETE+INSERT and COMMIT."""
+    """The real replace_day, killed by SIGKILL after its DELETEs and INSERT ran, before its COMMIT."""
     db = tmp_path / "crash.duckdb"
     day = THIRTY[0]
     assert run_range(simulator.url, db, day, day).success
     before = hashes(db, [day])
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER_SCRIPT, str(db), str(day)], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT
+        [sys.executable, "-c", WRITER_SCRIPT, str(db), str(day)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
     )
-    assert writer.stdout.readline().strip() == "mid-write"
-    os.kill(writer.pid, signal.SIGKILL)
-    writer.wait(timeout=10)
-    assert hashes(db, [day]) == before  # the database opens; the day is the old one, whole
+    try:
+        line = read_line(writer, timeout_s=120)
+        new_rows = int(line.split()[1]) if line.startswith("mid-write ") else 0
+        assert new_rows > 0, f"the writer did not stop mid-write: {line!r}"
+    finally:
+        writer.kill()  # SIGKILL: no rollback, no close, no atexit
+        writer.wait(timeout=30)
+    assert writer.returncode == -signal.SIGKILL
+    assert new_rows != small_chain.day_total(day)  # the killed listing differs from the stored one
+    # The database opens; the day is the old one, whole.
+    assert hashes(db, [day]) == before
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert day_counts(conn, [day]) == {day: small_chain.day_total(day)}
     # And a second run completes on top of it.
     assert run_range(simulator.url, db, day, THIRTY[2]).success
     with duckdb.connect(str(db), read_only=True) as conn:
