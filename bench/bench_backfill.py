@@ -411,7 +411,7 @@ def dlt_load(url: str, days: list[dt.date], work: Path, parallelized: bool = Fal
     import dlt
     from dlt.sources.rest_api import rest_api_source
 
-    from stx_pipeline.hiro.transactions import day_window
+    from stx_pipeline.days import day_window
 
     resources = []
     for day in days:

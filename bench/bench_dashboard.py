@@ -31,7 +31,7 @@ from typing import Any
 
 import duckdb
 
-from stx_pipeline.storage.schema import CREATE_TABLE_SQL, TABLE
+from stx_pipeline.schema import CREATE_TABLE_SQL, TABLE
 
 # hash() gives 64 unsigned bits; these turn it into uniform [0, 1) draws from independent seeds.
 GENERATE_SQL = f"""
@@ -102,7 +102,8 @@ SIM_FIRST_DAY = date(2024, 6, 1)
 
 def _simulated_day(args: tuple[int, int, date]) -> Any:
     """One day of the simulator's chain as the ingestion code's Arrow table (runs in a worker process)."""
-    from stx_pipeline.hiro import day_window, records_to_table
+    from stx_pipeline.days import day_window
+    from stx_pipeline.hiro import records_to_table
     from stx_pipeline.simulator import ChainConfig, SyntheticChain
 
     seed, txs_per_day, day = args

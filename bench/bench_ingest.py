@@ -49,8 +49,8 @@ MARKER = "BENCH_JSON "  # the child's result line (Dagster logs to the same stre
 def bench_write(work: Path, reps: int, sizes: list[int], prefill_rows: int) -> dict[str, Any]:
     import duckdb
 
+    from stx_pipeline.days import day_window
     from stx_pipeline.hiro import records_to_table
-    from stx_pipeline.hiro.transactions import day_window
     from stx_pipeline.simulator import ChainConfig, SyntheticChain
     from stx_pipeline.storage import duplicate_tx_ids, replace_day
 

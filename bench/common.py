@@ -80,8 +80,8 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | Non
 
 def simulator_table(txs_per_day: int, day: dt.date, seed: int = 7) -> Any:
     """One simulator day as the ingestion code converts it (an Arrow table in the storage schema)."""
+    from stx_pipeline.days import day_window
     from stx_pipeline.hiro import records_to_table
-    from stx_pipeline.hiro.transactions import day_window
     from stx_pipeline.simulator import ChainConfig, SyntheticChain
 
     records = SyntheticChain(ChainConfig(seed=seed, txs_per_day=txs_per_day)).day_transactions(day)

@@ -25,7 +25,8 @@ from stx_pipeline.assets.dashboard import (
 )
 from stx_pipeline.assets.transactions import stx_transactions
 from stx_pipeline.dashboard import page_totals
-from stx_pipeline.hiro import day_window, records_to_table
+from stx_pipeline.days import day_window
+from stx_pipeline.hiro import records_to_table
 from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
 from stx_pipeline.simulator.catalog import HOSTILE_CONTRACT_NAME, HOSTILE_FUNCTION_NAME
 from stx_pipeline.storage import replace_day

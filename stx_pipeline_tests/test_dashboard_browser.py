@@ -28,7 +28,8 @@ import duckdb
 import pytest
 
 from stx_pipeline.dashboard import build_dashboard_from_path
-from stx_pipeline.hiro import day_window, records_to_table
+from stx_pipeline.days import day_window
+from stx_pipeline.hiro import records_to_table
 from stx_pipeline.simulator import ChainConfig, SyntheticChain
 from stx_pipeline.simulator.catalog import HOSTILE_CONTRACT_NAME, HOSTILE_FUNCTION_NAME
 from stx_pipeline.storage import replace_day

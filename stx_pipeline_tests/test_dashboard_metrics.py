@@ -24,7 +24,7 @@ import pytest
 
 from stx_pipeline.dashboard import metrics
 from stx_pipeline.dashboard.models import DashboardData
-from stx_pipeline.storage.schema import COLUMN_NAMES, CREATE_TABLE_SQL, TABLE
+from stx_pipeline.schema import COLUMN_NAMES, CREATE_TABLE_SQL, TABLE
 
 D = date.fromisoformat
 AMM = "SP1AMM.amm-pool"

@@ -18,7 +18,7 @@ import pytest
 from stx_pipeline.dashboard import files, metrics
 from stx_pipeline.dashboard.models import DashboardResult
 from stx_pipeline.dashboard.render import render_page, write_dashboard
-from stx_pipeline.storage.schema import TABLE
+from stx_pipeline.schema import TABLE
 from stx_pipeline_tests.test_dashboard_metrics import (
     FIRST,
     HOSTILE_CONTRACT,

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import duckdb
 import pytest
 
+from stx_pipeline.days import day_window
 from stx_pipeline.hiro import records_to_table
-from stx_pipeline.hiro.transactions import day_window
 from stx_pipeline.operations.window import last_complete_day
 from stx_pipeline.settings import Settings, SettingsError
 from stx_pipeline.storage import (

@@ -9,11 +9,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from stx_pipeline.days import day_window
 from stx_pipeline.hiro import RecordError, records_to_table
-from stx_pipeline.hiro.records import ARROW_SCHEMA
-from stx_pipeline.hiro.transactions import day_window
+from stx_pipeline.schema import COLUMN_NAMES, CREATE_TABLE_SQL, TABLE, arrow_schema
 from stx_pipeline.storage import (
-    COLUMN_NAMES,
     StorageError,
     connect_read_only,
     day_content_hash,
@@ -49,8 +48,15 @@ def record(i: int, **overrides) -> dict:
     return base
 
 
-def test_arrow_schema_matches_table_columns():
-    assert tuple(ARROW_SCHEMA.names) == COLUMN_NAMES
+def test_arrow_types_are_the_tables_types_in_duckdb():
+    """The Arrow types records are built in land in DuckDB as exactly the DDL's types, column by column."""
+    conn = duckdb.connect()
+    conn.execute(CREATE_TABLE_SQL)
+    incoming = arrow_schema().empty_table()  # noqa: F841 - scanned by name below
+    as_arrow = conn.execute("DESCRIBE SELECT * FROM incoming").fetchall()
+    as_table = conn.execute(f"DESCRIBE {TABLE}").fetchall()
+    assert [(row[0], row[1]) for row in as_arrow] == [(row[0], row[1]) for row in as_table]
+    assert tuple(row[0] for row in as_table) == COLUMN_NAMES
 
 
 def test_record_to_row_values():

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from stx_pipeline.dashboard.models import DashboardResult
 from stx_pipeline.dashboard.render import write_dashboard
-from stx_pipeline.storage import TABLE, table_exists
+from stx_pipeline.schema import TABLE
+from stx_pipeline.storage import table_exists
 from stx_pipeline.storage.backend import open_storage
 
 TOTALS_SCRIPT_ID = "stx-totals"

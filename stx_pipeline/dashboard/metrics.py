@@ -25,7 +25,7 @@ from stx_pipeline.dashboard.models import (
     TopSender,
 )
 from stx_pipeline.dashboard.prepare import DAY_EXPR, MINED_EXPR, Prepared, prepared, using
-from stx_pipeline.storage.schema import TABLE
+from stx_pipeline.schema import TABLE
 
 Conn = duckdb.DuckDBPyConnection
 

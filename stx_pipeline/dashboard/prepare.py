@@ -17,10 +17,7 @@ from datetime import date, datetime
 import duckdb
 
 from stx_pipeline.dashboard.models import Coverage
-from stx_pipeline.storage.schema import TABLE
-
-# Miners' system transactions (coinbase, tenure_change, poison_microblock) are not wallet activity.
-USER_TX_TYPES: tuple[str, ...] = ("token_transfer", "contract_call", "smart_contract")
+from stx_pipeline.schema import TABLE, USER_TX_TYPES
 
 # A day is the UTC date of block_time. Integer arithmetic on the epoch keeps it independent of
 # the session TimeZone (a TIMESTAMPTZ -> DATE cast would use it) and is cheaper than ICU.

@@ -12,8 +12,8 @@ from stx_pipeline.dashboard import metrics
 from stx_pipeline.dashboard.files import PLOTLY_JS, atomic_write_bytes, ensure_plotly
 from stx_pipeline.dashboard.models import USTX_PER_STX, DashboardData, DashboardResult
 from stx_pipeline.dashboard.payload import chart_payload, totals_payload
-from stx_pipeline.dashboard.prepare import USER_TX_TYPES
 from stx_pipeline.dashboard.safejson import script_json
+from stx_pipeline.schema import USER_TX_TYPES
 
 PAGE = "index.html"
 NA = "\u2013"  # en dash for "no value"

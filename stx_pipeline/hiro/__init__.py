@@ -11,7 +11,7 @@ from stx_pipeline.hiro.errors import (
 )
 from stx_pipeline.hiro.records import records_to_table
 from stx_pipeline.hiro.strategy import STRATEGIES, DayFetcher
-from stx_pipeline.hiro.transactions import DayFetch, day_window, fetch_day
+from stx_pipeline.hiro.transactions import DayFetch, fetch_day
 
 __all__ = [
     "STRATEGIES",
@@ -24,7 +24,6 @@ __all__ = [
     "QuotaExhaustedError",
     "RecordError",
     "RetriesExhaustedError",
-    "day_window",
     "fetch_day",
     "records_to_table",
 ]

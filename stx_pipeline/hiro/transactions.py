@@ -16,18 +16,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stx_pipeline.days import day_window, inclusive_end
 from stx_pipeline.hiro.client import HiroClient
 from stx_pipeline.hiro.errors import IncompleteDayError
 from stx_pipeline.hiro.records import records_to_table
 
 LIST_PATH = "/extended/v1/tx"
 PAGE_LIMIT = 50  # the API answers 400 above 50
-
-
-def day_window(day: dt.date) -> tuple[int, int]:
-    """[start, end) in unix seconds for a UTC day."""
-    start = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp())
-    return start, start + 86_400
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ class DayFetch:
 def _page_params(start: int, end: int, offset: int) -> dict[str, Any]:
     return {
         "start_time": start,
-        "end_time": end - 1,  # the API's bounds are inclusive: [start, end - 1] == [start, end)
+        "end_time": inclusive_end(end),
         "sort_by": "burn_block_time",
         "order": "asc",
         "limit": PAGE_LIMIT,

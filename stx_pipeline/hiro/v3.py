@@ -40,10 +40,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from stx_pipeline.days import day_window, inclusive_end
 from stx_pipeline.hiro.client import HiroClient, Logger
-from stx_pipeline.hiro.errors import HiroApiError, IncompleteDayError, RecordError
-from stx_pipeline.hiro.records import _int, _str, _ustx, _Where, records_to_table
-from stx_pipeline.hiro.transactions import DayFetch, day_window
+from stx_pipeline.hiro.errors import HiroApiError, IncompleteDayError
+from stx_pipeline.hiro.fields import Where, int_field, is_int, object_field, str_field, ustx_amount
+from stx_pipeline.hiro.records import records_to_table
+from stx_pipeline.hiro.transactions import DayFetch
 
 V3_PATH = "/extended/v3/transactions"
 BURN_BLOCKS_PATH = "/extended/v2/burn-blocks"
@@ -160,16 +162,12 @@ def _shape_error(label: str, path: str, what: str) -> IncompleteDayError:
 
 def _burn_block(raw: Any, label: str) -> BurnBlock:
     fields = ("burn_block_height", "burn_block_time", "total_tx_count")
-    if not isinstance(raw, dict) or not all(_is_int(raw.get(f)) for f in fields):
+    if not isinstance(raw, dict) or not all(is_int(raw.get(f)) for f in fields):
         raise _shape_error(label, BURN_BLOCKS_PATH, f"a burn block without integer {', '.join(fields)}")
     stacks_blocks = raw.get("stacks_blocks")
     if not isinstance(stacks_blocks, list):
         raise _shape_error(label, BURN_BLOCKS_PATH, "a burn block without a `stacks_blocks` list")
     return BurnBlock(raw["burn_block_height"], raw["burn_block_time"], len(stacks_blocks), raw["total_tx_count"])
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class _BurnListing:
@@ -281,7 +279,7 @@ class V3DayLister:
         """Burn height of the latest Stacks block at or before midnight (a hint only); None: none or no route."""
         if not self.by_block_time_available:
             return None
-        path = BY_BLOCK_TIME_PATH.format(ts=end - 1)
+        path = BY_BLOCK_TIME_PATH.format(ts=inclusive_end(end))
         try:
             block = calls.get(path)
         except HiroApiError as exc:
@@ -296,7 +294,7 @@ class V3DayLister:
                 )
             return None  # "No block found at or before the given timestamp": the search settles it
         height = block.get("burn_block_height")
-        return height if _is_int(height) else None
+        return height if is_int(height) else None
 
     def _locate(self, listing: _BurnListing, tip: BurnBlock, end: int, anchor: int | None) -> int:
         """A listing offset where times cross `end` (the day's newest burn blocks lie at or just below it).
@@ -414,7 +412,7 @@ class V3DayLister:
         if not isinstance(results, list) or not results or not isinstance(results[0], dict):
             raise _shape_error(label, path, "no Stacks block for a burn block that lists some")
         height = results[0].get("height")
-        if not _is_int(height):
+        if not is_int(height):
             raise _shape_error(label, path, "a Stacks block without an integer `height`")
         return int(height)
 
@@ -540,81 +538,58 @@ def _walk(
 
 def _heights(row: Any, label: str, offset: int) -> tuple[int, int | None]:
     """(block.height, bitcoin_block.height) of a summary, validated."""
-    where = _Where(label, offset)
+    where = Where(label, offset)
     if not isinstance(row, dict):
         raise where.fail("(record)", f"should be an object, got {type(row).__name__}")
     where.tx_id = row.get("tx_id") if isinstance(row.get("tx_id"), str) else None
-    block = _object(row, "block", where, required=True)
-    bitcoin = _object(row, "bitcoin_block", where, required=True)
-    height = int(_int(block, "height", _Dotted(where, "block"), required=True))  # type: ignore[arg-type]
-    return height, _int(bitcoin, "height", _Dotted(where, "bitcoin_block"))  # type: ignore[arg-type]
-
-
-class _Dotted(_Where):
-    """Names nested fields as the API does (`block.height`) in RecordError messages."""
-
-    def __init__(self, parent: _Where, prefix: str) -> None:
-        super().__init__(parent.partition, parent.offset)
-        self.tx_id = parent.tx_id
-        self.prefix = prefix
-
-    def fail(self, field: str, problem: str) -> RecordError:
-        return super().fail(f"{self.prefix}.{field}", problem)
-
-
-def _object(row: dict[str, Any], field: str, where: _Where, *, required: bool = False) -> dict[str, Any] | None:
-    value = row.get(field)
-    if value is None:
-        if required:
-            raise where.fail(field, "is missing")
-        return None
-    if not isinstance(value, dict):
-        raise where.fail(field, f"should be an object, got {type(value).__name__}")
-    return value
+    block = object_field(row, "block", where, required=True)
+    bitcoin = object_field(row, "bitcoin_block", where, required=True)
+    height = int(int_field(block, "height", where.nested("block"), required=True))  # type: ignore[arg-type]
+    return height, int_field(bitcoin, "height", where.nested("bitcoin_block"))  # type: ignore[arg-type]
 
 
 def _to_v1(row: dict[str, Any], offset: int, label: str) -> dict[str, Any]:
     """Validate one TransactionSummary and flatten it to the v1 fields that records_to_table reads."""
-    where = _Where(label, offset)
-    where.tx_id = _str(row, "tx_id", where, required=True)
-    sender = _object(row, "sender", where, required=True)
-    block = _object(row, "block", where, required=True)
-    bitcoin = _object(row, "bitcoin_block", where, required=True)
-    sponsor = _object(row, "sponsor", where)
+    where = Where(label, offset)
+    where.tx_id = str_field(row, "tx_id", where, required=True)
+    sender = object_field(row, "sender", where, required=True)
+    block = object_field(row, "block", where, required=True)
+    bitcoin = object_field(row, "bitcoin_block", where, required=True)
+    sponsor = object_field(row, "sponsor", where)
     assert sender is not None and block is not None and bitcoin is not None  # required=True
-    in_block, in_bitcoin = _Dotted(where, "block"), _Dotted(where, "bitcoin_block")
-    burn_time = _int(bitcoin, "time", in_bitcoin, required=True)
+    in_block, in_bitcoin = where.nested("block"), where.nested("bitcoin_block")
+    burn_time = int_field(bitcoin, "time", in_bitcoin, required=True)
     out: dict[str, Any] = {
         "tx_id": where.tx_id,
-        "block_height": _int(block, "height", in_block, required=True),
-        "block_hash": _str(block, "hash", in_block),
-        "block_time": _int(block, "time", in_block),
+        "block_height": int_field(block, "height", in_block, required=True),
+        "block_hash": str_field(block, "hash", in_block),
+        "block_time": int_field(block, "time", in_block),
         "burn_block_time": burn_time,
-        "burn_block_height": _int(bitcoin, "height", in_bitcoin),
-        "tx_index": _int(block, "tx_index", in_block),
+        "burn_block_height": int_field(bitcoin, "height", in_bitcoin),
+        "tx_index": int_field(block, "tx_index", in_block),
         "microblock_sequence": None,  # v3 summaries do not carry it (transaction-summaries.ts): unknown
-        "tx_type": _str(row, "type", where),
-        "tx_status": _str(row, "status", where),
-        "sender_address": _str(sender, "address", _Dotted(where, "sender"), required=True),
-        "nonce": _int(sender, "nonce", _Dotted(where, "sender")),
+        "tx_type": str_field(row, "type", where),
+        "tx_status": str_field(row, "status", where),
+        "sender_address": str_field(sender, "address", where.nested("sender"), required=True),
+        "nonce": int_field(sender, "nonce", where.nested("sender")),
         "sponsored": sponsor is not None,
-        "sponsor_address": _str(sponsor, "address", _Dotted(where, "sponsor"), required=True) if sponsor else None,
-        "fee_rate": _ustx(row.get("fee_rate"), "fee_rate", where),
+        "sponsor_address": str_field(sponsor, "address", where.nested("sponsor"), required=True) if sponsor else None,
+        "fee_rate": ustx_amount(row.get("fee_rate"), "fee_rate", where),
     }
     kind = out["tx_type"]
     if kind == "token_transfer":
-        payload = _object(row, "token_transfer", where) or {}
+        payload = object_field(row, "token_transfer", where) or {}
         out["token_transfer"] = {
-            "recipient_address": _str(payload, "recipient", _Dotted(where, "token_transfer")),
-            "amount": _ustx(payload.get("amount"), "token_transfer.amount", where),
+            "recipient_address": str_field(payload, "recipient", where.nested("token_transfer")),
+            "amount": ustx_amount(payload.get("amount"), "token_transfer.amount", where),
         }
     elif kind == "contract_call":
-        payload = _object(row, "contract_call", where) or {}
+        payload = object_field(row, "contract_call", where) or {}
         out["contract_call"] = {
-            "contract_id": _str(payload, "contract_id", _Dotted(where, "contract_call")),
-            "function_name": _str(payload, "function_name", _Dotted(where, "contract_call")),
+            "contract_id": str_field(payload, "contract_id", where.nested("contract_call")),
+            "function_name": str_field(payload, "function_name", where.nested("contract_call")),
         }
     elif kind == "smart_contract":
-        payload = _object(row, "smart_contract", where) or {}
-        out["smart_contract"] = {"contract_id": _str(payload, "contract_id", _Dotted(where, "smart_contract"))}
+        payload = object_field(row, "smart_contract", where) or {}
+        out["smart_contract"] = {"contract_id": str_field(payload, "contract_id", where.nested("smart_contract"))}
     return out

@@ -17,11 +17,10 @@ from stx_pipeline.days import ASSET_NAME, ASSET_PATH, compact_ranges, days_betwe
 from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
 from stx_pipeline.operations.window import expand_status_ranges
 from stx_pipeline.planning import FAILED, IN_PROGRESS, MATERIALIZED, normalise, with_pending
+from stx_pipeline.schema import TABLE, USER_TX_TYPES
 from stx_pipeline.settings import dagster_home
-from stx_pipeline.storage import TABLE, StorageError, table_exists
+from stx_pipeline.storage import StorageError, table_exists
 from stx_pipeline.storage.backend import Storage, open_storage
-
-USER_TX_TYPES = ("token_transfer", "contract_call", "smart_contract")
 
 EXIT_COMPLETE = 0
 EXIT_ERROR = 1

@@ -14,12 +14,8 @@ from stx_pipeline.storage.duckdb_store import (
     stored_days,
     table_exists,
 )
-from stx_pipeline.storage.schema import COLUMN_NAMES, CREATE_TABLE_SQL, TABLE
 
 __all__ = [
-    "COLUMN_NAMES",
-    "CREATE_TABLE_SQL",
-    "TABLE",
     "NothingStoredError",
     "StorageError",
     "check_database_path",

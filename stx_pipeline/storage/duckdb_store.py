@@ -18,7 +18,8 @@ from typing import Any
 import duckdb
 import tenacity
 
-from stx_pipeline.storage.schema import COLUMN_NAMES, CONTENT_COLUMNS, CREATE_TABLE_SQL, TABLE
+from stx_pipeline.days import day_bounds
+from stx_pipeline.schema import COLUMN_NAMES, CONTENT_COLUMNS, CREATE_TABLE_SQL, TABLE
 
 # A reader waits this long at most for a writer's short window to end before giving up.
 READ_LOCK_TIMEOUT_S = float(os.environ.get("STX_DUCKDB_LOCK_TIMEOUT_S", "120"))
@@ -38,11 +39,6 @@ def is_lock_error(exc: BaseException) -> bool:
 
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(CREATE_TABLE_SQL)
-
-
-def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    return start, start + dt.timedelta(days=1)
 
 
 def is_write_conflict(exc: BaseException) -> bool:
@@ -81,7 +77,7 @@ def replace_day(conn: duckdb.DuckDBPyConnection, day: dt.date, rows: Any) -> int
     and tx_id stays unique. On any error the transaction is rolled back and the day keeps its old rows;
     a write conflict with a concurrent writer (DuckLake) retries the whole transaction.
     """
-    start, end = _day_bounds(day)
+    start, end = day_bounds(day)
     columns = ", ".join(COLUMN_NAMES)
     conn.register("incoming_day", rows)
 

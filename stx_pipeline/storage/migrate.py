@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import tenacity
 
+from stx_pipeline.schema import COLUMN_NAMES, TABLE
 from stx_pipeline.storage.backend import LAKE_ALIAS, DuckLakeStorage
 from stx_pipeline.storage.duckdb_store import (
     WRITE_CONFLICT_RETRY,
@@ -24,7 +25,6 @@ from stx_pipeline.storage.duckdb_store import (
     is_lock_error,
     stored_days,
 )
-from stx_pipeline.storage.schema import COLUMN_NAMES, TABLE
 
 FILE_ALIAS = "duckdb_file"
 TARGETS = ("ducklake", "duckdb")
