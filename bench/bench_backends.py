@@ -24,14 +24,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-# The project root (stx_pipeline_tests' PostgreSQL helper) and bench/ (common.py) on the path, as the other benchmarks.
+# The project root and bench/ (common.py) on the path, as the other benchmarks.
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
 from common import print_machine  # noqa: E402
 
+from stx_pipeline.devtools.postgres import running_postgres  # noqa: E402
 from stx_pipeline.operations.window import last_complete_day  # noqa: E402
 from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain  # noqa: E402
-from stx_pipeline_tests.postgres_server import running_postgres  # noqa: E402
 
 
 class _Count(logging.Handler):

@@ -189,7 +189,7 @@ def set_pipeline_env(work: Path, url: str, rpm: float | None, days_per_run: int)
 def dagster_in_process(work: Path, url: str, days: list[dt.date], rpm: float | None, days_per_run: int) -> dict:
     """dg.materialize of the range in batches of `days_per_run`, as `backfill --in-process` and the daemon's
     multi-run policy cut it, recorded in a temporary instance."""
-    from stx_pipeline_tests.dagster_env import make_dagster_home
+    from stx_pipeline.devtools.dagster_env import make_dagster_home
 
     home = make_dagster_home(work)
     os.environ["DAGSTER_HOME"] = str(home)
@@ -316,8 +316,8 @@ query Runs($filter: RunsFilter) {
 
 
 def bench_share(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from stx_pipeline.devtools.dagster_env import dagster_dev, pipeline_env
     from stx_pipeline.operations.webserver import DagsterWebserver
-    from stx_pipeline_tests.dagster_env import dagster_dev, pipeline_env
 
     days = days_from(FIRST_DAY, args.days)
     rows, pages = expected_pages(args.txs_per_day, days)

@@ -160,7 +160,7 @@ def child_materialize(url: str, db: str, day: str) -> None:
     import dagster as dg
 
     from stx_pipeline.assets.transactions import stx_transactions
-    from stx_pipeline_tests.conftest import pipeline_resources
+    from stx_pipeline.devtools.resources import pipeline_resources
 
     import_s = time.perf_counter() - started
     rss_after_import = _vm("VmRSS")
@@ -266,8 +266,8 @@ def bench_materialize(work: Path, reps: int, txs: int) -> dict[str, Any]:
     import dagster as dg
 
     from stx_pipeline.assets.transactions import stx_transactions
+    from stx_pipeline.devtools.resources import pipeline_resources
     from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
-    from stx_pipeline_tests.conftest import pipeline_resources
 
     print(f"\n== b. one {txs:,}-transaction day, simulator without latency, requests_per_minute=0 ==", flush=True)
     chain = SyntheticChain(ChainConfig(seed=7, txs_per_day=txs))

@@ -1,4 +1,7 @@
-"""Shared fixtures: the API simulator on a free 127.0.0.1 port, resources pointed at it, a DuckDB file."""
+"""Shared fixtures: the API simulator on a free 127.0.0.1 port, a DuckDB file, a process holding its lock.
+
+Helpers the benchmarks share too (resources pointed at the simulator, `dagster dev`, PostgreSQL) live in
+stx_pipeline.devtools."""
 
 from __future__ import annotations
 
@@ -36,15 +39,6 @@ def simulator(small_chain: SyntheticChain) -> Iterator[SimulatorServer]:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "wallet_metrics.duckdb"
-
-
-def pipeline_resources(sim_url: str, db: Path, **hiro_overrides: object) -> dict[str, object]:
-    from dagster_duckdb import DuckDBResource
-
-    from stx_pipeline.resources import HiroApiResource
-
-    hiro_config: dict[str, object] = {"base_url": sim_url, "requests_per_minute": 0, **hiro_overrides}
-    return {"hiro": HiroApiResource(**hiro_config), "duckdb": DuckDBResource(database=str(db))}
 
 
 def days(first: str, n: int) -> list[dt.date]:

@@ -11,9 +11,9 @@ import duckdb
 import pytest
 import requests
 
+from stx_pipeline.devtools.dagster_env import cli, dagster_dev, free_port, pipeline_env
 from stx_pipeline.operations.window import last_complete_day
 from stx_pipeline.simulator import FaultConfig
-from stx_pipeline_tests.dagster_env import cli, dagster_dev, free_port, pipeline_env
 
 pytestmark = pytest.mark.slow
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from stx_pipeline.devtools.dagster_env import cli, free_port, pipeline_env
 from stx_pipeline.operations.window import last_complete_day
 from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
 from stx_pipeline.storage import day_content_hash, day_counts
 from stx_pipeline_tests.conftest import SMALL_DAY_TXS
-from stx_pipeline_tests.dagster_env import cli, free_port, pipeline_env
 
 START = os.environ["STX_START_DATE"]  # conftest: 2024-11-01
 DAY = dt.date(2025, 3, 1)

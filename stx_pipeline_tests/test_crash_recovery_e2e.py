@@ -22,10 +22,10 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.storage.dagster_run import RunRecord
 
+from stx_pipeline.devtools.dagster_env import cli, free_port, pipeline_env
 from stx_pipeline.operations.background import dagster_service, stop, up
 from stx_pipeline.operations.window import last_complete_day
 from stx_pipeline.simulator import FaultConfig
-from stx_pipeline_tests.dagster_env import cli, free_port, pipeline_env
 
 pytestmark = pytest.mark.slow
 

@@ -26,6 +26,7 @@ from stx_pipeline.assets.dashboard import (
 from stx_pipeline.assets.transactions import stx_transactions
 from stx_pipeline.dashboard import page_totals
 from stx_pipeline.days import day_window
+from stx_pipeline.devtools.resources import pipeline_resources
 from stx_pipeline.hiro import records_to_table
 from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
 from stx_pipeline.simulator.catalog import HOSTILE_CONTRACT_NAME, HOSTILE_FUNCTION_NAME
@@ -35,7 +36,6 @@ from stx_pipeline_tests.conftest import (
     days,
     failure_message,
     lock_held_by_another_process,
-    pipeline_resources,
 )
 from stx_pipeline_tests.test_dashboard_page import parse
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stx_pipeline.devtools.postgres import PostgresServer
 from stx_pipeline_tests.conftest import PROJECT_ROOT
-from stx_pipeline_tests.postgres_server import PostgresServer, postgres_server  # noqa: F401 (fixture)
+from stx_pipeline_tests.postgres_server import postgres_server  # noqa: F401 (fixture)
 
 DEPLOY = PROJECT_ROOT / "deploy"
 INSTANCE_FILES = ["dagster-postgres.yaml", "dagster-postgres-ducklake.yaml"]

@@ -14,6 +14,8 @@ import duckdb
 import pytest
 
 from stx_pipeline.days import day_window
+from stx_pipeline.devtools.dagster_env import cli
+from stx_pipeline.devtools.postgres import PostgresServer
 from stx_pipeline.hiro import records_to_table
 from stx_pipeline.operations.window import last_complete_day
 from stx_pipeline.settings import Settings, SettingsError
@@ -29,8 +31,7 @@ from stx_pipeline.storage import backend as backend_module
 from stx_pipeline.storage.backend import DuckDBFileStorage, DuckLakeStorage, open_storage
 from stx_pipeline.storage.duckdb_store import is_write_conflict
 from stx_pipeline.storage.migrate import migrate
-from stx_pipeline_tests.dagster_env import cli
-from stx_pipeline_tests.postgres_server import PostgresServer, postgres_server  # noqa: F401 (fixture)
+from stx_pipeline_tests.postgres_server import postgres_server  # noqa: F401 (fixture)
 
 FIRST = dt.date(2024, 12, 1)
 

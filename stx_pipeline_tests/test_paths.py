@@ -12,10 +12,10 @@ from pathlib import Path
 import duckdb
 import requests
 
+from stx_pipeline.devtools.dagster_env import CLI, free_port
 from stx_pipeline.operations.window import last_complete_day
 from stx_pipeline.settings import anchor
 from stx_pipeline_tests.conftest import PROJECT_ROOT
-from stx_pipeline_tests.dagster_env import CLI, free_port
 
 
 def test_relative_paths_are_read_against_dagster_home(tmp_path, monkeypatch):

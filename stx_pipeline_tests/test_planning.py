@@ -14,6 +14,8 @@ import pytest
 
 from stx_pipeline.assets.transactions import stx_transactions
 from stx_pipeline.days import last_complete_day
+from stx_pipeline.devtools.dagster_env import cli, free_port, pipeline_env
+from stx_pipeline.devtools.resources import pipeline_resources
 from stx_pipeline.hiro.client import DEFAULT_RPM_WITH_KEY, DEFAULT_RPM_WITHOUT_KEY
 from stx_pipeline.planning import (
     FAILED,
@@ -25,8 +27,7 @@ from stx_pipeline.planning import (
     with_pending,
 )
 from stx_pipeline.storage import StorageError, day_counts
-from stx_pipeline_tests.conftest import days, failure_message, lock_held_by_another_process, pipeline_resources
-from stx_pipeline_tests.dagster_env import cli, free_port, pipeline_env
+from stx_pipeline_tests.conftest import days, failure_message, lock_held_by_another_process
 from stx_pipeline_tests.test_bad_input import read_only_directory
 
 W = days("2025-03-01", 6)
@@ -246,8 +247,8 @@ def test_a_reset_connection_mid_run_does_not_stop_the_other_days(tmp_path, small
 
 @pytest.mark.slow
 def test_days_in_progress_are_followed_by_wait_and_a_different_api_url_is_warned(tmp_path, small_chain):
+    from stx_pipeline.devtools.dagster_env import dagster_dev
     from stx_pipeline.simulator import FaultConfig, SimulatorServer
-    from stx_pipeline_tests.dagster_env import dagster_dev
 
     last3 = [last_complete_day() - dt.timedelta(days=i) for i in (2, 1, 0)]
     # Slow answers keep the first backfill busy while the second command plans.

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from stx_pipeline.devtools.dagster_env import cli, dagster_dev, pipeline_env
+from stx_pipeline.devtools.postgres import PostgresServer
 from stx_pipeline.operations.window import last_complete_day
 from stx_pipeline_tests.conftest import PROJECT_ROOT
-from stx_pipeline_tests.dagster_env import cli, dagster_dev, pipeline_env
-from stx_pipeline_tests.postgres_server import PostgresServer, postgres_server  # noqa: F401 (fixture)
+from stx_pipeline_tests.postgres_server import postgres_server  # noqa: F401 (fixture)
 from stx_pipeline_tests.test_backfill_e2e import stored, window
 
 pytestmark = pytest.mark.slow

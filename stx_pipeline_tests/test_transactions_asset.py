@@ -10,9 +10,10 @@ import duckdb
 import pytest
 
 from stx_pipeline.assets.transactions import CHECK_ROWS_MATCH_TOTAL, CHECK_TX_ID_UNIQUE, stx_transactions
+from stx_pipeline.devtools.resources import pipeline_resources
 from stx_pipeline.simulator import FaultConfig
 from stx_pipeline.storage import day_content_hash, day_counts, duplicate_tx_ids
-from stx_pipeline_tests.conftest import days, failure_message, pipeline_resources
+from stx_pipeline_tests.conftest import days, failure_message
 
 DAY = dt.date(2025, 3, 1)
 

@@ -18,6 +18,7 @@ import duckdb
 import pytest
 
 from stx_pipeline.assets.transactions import stx_transactions
+from stx_pipeline.devtools.resources import pipeline_resources
 from stx_pipeline.hiro import HiroClient, fetch_day
 from stx_pipeline.hiro.strategy import DayFetcher
 from stx_pipeline.hiro.v3 import V3DayLister
@@ -25,7 +26,7 @@ from stx_pipeline.schema import LISTING_COLUMNS
 from stx_pipeline.settings import Settings, SettingsError
 from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
 from stx_pipeline.storage import day_content_hash, day_counts, duplicate_tx_ids
-from stx_pipeline_tests.conftest import days, failure_message, pipeline_resources
+from stx_pipeline_tests.conftest import days, failure_message
 
 FIRST, LAST = "2025-03-01", "2025-03-07"
 WEEK = days(FIRST, 7)
