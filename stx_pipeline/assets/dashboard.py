@@ -14,8 +14,8 @@ from pydantic import Field
 
 from stx_pipeline.assets.transactions import stx_transactions
 from stx_pipeline.dashboard import DashboardSourceError, build_dashboard_from_path, compare_page_totals
-from stx_pipeline.dashboard.models import compact_days
 from stx_pipeline.dashboard.render import MAX_PAGE_BYTES
+from stx_pipeline.days import compact_ranges
 from stx_pipeline.settings import Settings
 from stx_pipeline.storage import StorageError
 
@@ -70,7 +70,7 @@ def wallet_dashboard(
     except (DashboardSourceError, StorageError) as exc:
         raise dg.Failure(description=str(exc), metadata={"duckdb_path": duckdb.database}) from exc
     seconds = time.monotonic() - started
-    missing = compact_days(result.missing_days)
+    missing = compact_ranges(result.missing_days)
     context.log.info(
         f"wrote {result.path} ({result.size_bytes:,} bytes) in {seconds:.2f}s: {result.first_day}..{result.last_day}, "
         f"{result.days_covered} days stored, {len(result.missing_days)} missing"

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
+from stx_pipeline.days import compact_ranges
+
 USTX_PER_STX = 1_000_000
 
 
@@ -36,21 +38,7 @@ class Coverage:
 
     @property
     def missing_ranges(self) -> tuple[str, ...]:
-        return compact_days(self.missing_days)
-
-
-def compact_days(days: tuple[date, ...] | list[date]) -> tuple[str, ...]:
-    """Runs of consecutive days as `a..b`; single days as they are (the page lists gaps this way)."""
-    out: list[str] = []
-    ordered = sorted(days)
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and (ordered[j + 1] - ordered[j]).days == 1:
-            j += 1
-        out.append(ordered[i].isoformat() if i == j else f"{ordered[i].isoformat()}..{ordered[j].isoformat()}")
-        i = j + 1
-    return tuple(out)
+        return tuple(compact_ranges(self.missing_days))
 
 
 @dataclass(frozen=True, slots=True)

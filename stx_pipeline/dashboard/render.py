@@ -12,7 +12,6 @@ from stx_pipeline.dashboard import metrics
 from stx_pipeline.dashboard.files import PLOTLY_JS, atomic_write_bytes, ensure_plotly
 from stx_pipeline.dashboard.models import USTX_PER_STX, DashboardData, DashboardResult
 from stx_pipeline.dashboard.payload import chart_payload, totals_payload
-from stx_pipeline.dashboard.safejson import script_json
 from stx_pipeline.schema import USER_TX_TYPES
 
 PAGE = "index.html"
@@ -58,6 +57,10 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(int=_int, stx=_stx, pct=_pct, utc=_utc)
+    # `tojson` (for the page's <script type="application/json"> data) escapes <, >, & and ' as \u escapes, so no
+    # chain string can close the element or open a comment, and JSON.parse still yields the same string.
+    # Compact, insertion-ordered, UTF-8 as is; NaN is refused (JSON.parse would reject the page's data).
+    env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
     return env
 
 
@@ -75,8 +78,8 @@ def render_page(data: DashboardData, built_at: datetime) -> str:
         built_at=built_at,
         freshness=_age(built_at - newest) if newest else None,
         plotly_src=f"{ASSETS_DIR}/{PLOTLY_JS}",
-        chart_json=script_json(chart_payload(data)),
-        totals_json=script_json(totals_payload(data)),
+        chart_data=chart_payload(data),
+        totals_data=totals_payload(data),
         retention_days=metrics.RETENTION_DAYS,
         max_cohorts=metrics.MAX_COHORTS,
         user_types=USER_TX_TYPES,
