@@ -49,8 +49,10 @@ def run_range(first: str, last: str, env: dict[str, str]) -> tuple[bool, int, fl
     import dagster as dg
     from dagster_duckdb import DuckDBResource
 
-    from stx_pipeline.assets.transactions import stx_transactions
+    from stx_pipeline.definitions import defs
     from stx_pipeline.resources import HiroApiResource
+
+    stx_transactions = defs().get_assets_def("stx_transactions")  # as the code location builds it
 
     retries = _Count()
     store_log = logging.getLogger("stx_pipeline.storage.duckdb_store")

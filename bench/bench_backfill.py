@@ -197,9 +197,11 @@ def dagster_in_process(work: Path, url: str, days: list[dt.date], rpm: float | N
     (work / "data").mkdir(parents=True, exist_ok=True)
     import dagster as dg
 
-    from stx_pipeline.assets.transactions import stx_transactions
+    from stx_pipeline.definitions import defs
     from stx_pipeline.resources import resources_from_env
     from stx_pipeline.settings import Settings
+
+    stx_transactions = defs().get_assets_def("stx_transactions")  # as the code location builds it
 
     resources = resources_from_env(Settings.from_env())
     batches = [days[i : i + days_per_run] for i in range(0, len(days), days_per_run)]

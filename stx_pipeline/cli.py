@@ -126,7 +126,7 @@ def backfill(
         if not plan.requested and not (plan.in_progress and wait_):
             sys.exit(0)
         _confirm(console, plan, settings, yes, threshold)
-        outcome = ops.run_in_process(plan.requested, settings.days_per_run, console) if plan.requested else None
+        outcome = ops.run_in_process(plan.requested, settings, console) if plan.requested else None
         if plan.in_progress and wait_:
             # Days another run (the daemon's, the sensor's) is fetching: wait for them in the instance.
             others = ops.follow(
@@ -228,7 +228,6 @@ def plan_command(days: int | None, start: dt.datetime | None, end: dt.datetime |
     from stx_pipeline.days import compact_ranges
     from stx_pipeline.operations.status import read_instance
     from stx_pipeline.planning import plan_days, read_stored_rows
-    from stx_pipeline.settings import daily_topup_on
     from stx_pipeline.storage import StorageError
 
     settings = _settings()
@@ -250,16 +249,16 @@ def plan_command(days: int | None, start: dt.datetime | None, end: dt.datetime |
     plan = plan_days(window, view.statuses if view else {}, stored)
     todo = sorted(set(plan.requested) | set(plan.in_progress))
     span = f"the last {len(window)} days ({window[0]} .. {window[-1]})"
-    if topup and not daily_topup_on():
+    if topup and not settings.daily_topup:
         click.echo("daily_topup is off (STX_DAILY_TOPUP=off): nothing is fetched until you run a backfill.")
     if not todo:
         click.echo(f"All of {span} are stored" + (": daily_topup fetches each new day once final." if topup else "."))
         return
     estimate = _estimate(settings, len(todo), plan.stored_rows).describe()
-    who = "daily_topup will fetch" if topup and daily_topup_on() else "A backfill would fetch"
+    who = "daily_topup will fetch" if topup and settings.daily_topup else "A backfill would fetch"
     click.echo(f"{who} {len(todo)} missing days of {span}: {estimate}.")
     click.echo(f"Missing: {', '.join(compact_ranges(todo))}")
-    if topup and daily_topup_on():
+    if topup and settings.daily_topup:
         click.echo(
             "It starts now, one run at a time. To fetch less, stop the sensor in the UI (Automation) or set "
             "STX_TARGET_DAYS / STX_DAILY_TOPUP=off in .env and `make down && make up`."

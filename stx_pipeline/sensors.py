@@ -17,12 +17,12 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from stx_pipeline.assets.transactions import ASSET_KEY, stx_transactions
+from stx_pipeline.assets.transactions import ASSET_KEY
 from stx_pipeline.days import chunk_runs, days_between, range_tags
-from stx_pipeline.partitions import daily_partitions, day_statuses, pending_backfill_days
+from stx_pipeline.partitions import day_statuses, pending_backfill_days
 from stx_pipeline.planning import estimate_fetch, read_stored_rows, with_pending
 from stx_pipeline.resources import HiroApiResource
-from stx_pipeline.settings import Settings, daily_topup_on
+from stx_pipeline.settings import STACKS_MAINNET_START, Settings
 from stx_pipeline.storage import StorageError
 
 
@@ -32,6 +32,10 @@ class TopupPolicy(dg.ConfigurableResource):
     delay_hours: float = Field(default=2.0, description="A UTC day is final this long after midnight")
     target_days: int = Field(default=180, description="Gaps are filled in this many days ending yesterday")
     days_per_run: int = Field(default=5, description="Consecutive missing days grouped into one run")
+    start_date: str = Field(
+        default=STACKS_MAINNET_START.isoformat(),
+        description="STX_START_DATE: the first partition, never reached before",
+    )
     fixed_now: str | None = Field(
         default=None, description="Evaluate as if at this ISO time (tests and replays); default: the clock"
     )
@@ -100,10 +104,6 @@ def plan_topup(
     return requests
 
 
-def _default_status() -> dg.DefaultSensorStatus:
-    return dg.DefaultSensorStatus.RUNNING if daily_topup_on() else dg.DefaultSensorStatus.STOPPED
-
-
 # A tick must stay short: wait this long at most for a writer's lock, then decide from the instance alone.
 DUCKDB_LOCK_WAIT_S = 5.0
 
@@ -118,26 +118,38 @@ def stored_rows_for_tick(db_path: str, days: list[dt.date], log: Any) -> dict[dt
         return None
 
 
-@dg.sensor(
-    name="daily_topup",
-    target=[stx_transactions],
-    minimum_interval_seconds=15 * 60,  # at least hourly, with room for a slow tick
-    default_status=_default_status(),
-    description="Requests yesterday once final, any missing or failed day in the target window, any day "
-    "materialized but absent from DuckDB, and a re-fetch of the day before yesterday once a day.",
-)
-def daily_topup(
+def build_daily_topup(*, running: bool) -> dg.SensorDefinition:
+    """The sensor, started with the code location when `running` (STX_DAILY_TOPUP), stopped otherwise."""
+
+    @dg.sensor(
+        name="daily_topup",
+        target=dg.AssetSelection.assets(ASSET_KEY),
+        minimum_interval_seconds=15 * 60,  # at least hourly, with room for a slow tick
+        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+        description="Requests yesterday once final, any missing or failed day in the target window, any day "
+        "materialized but absent from DuckDB, and a re-fetch of the day before yesterday once a day.",
+    )
+    def daily_topup(
+        context: dg.SensorEvaluationContext, topup: TopupPolicy, duckdb: DuckDBResource, hiro: HiroApiResource
+    ) -> dg.SensorResult:
+        return _evaluate(context, topup, duckdb, hiro)
+
+    return daily_topup
+
+
+def _evaluate(
     context: dg.SensorEvaluationContext, topup: TopupPolicy, duckdb: DuckDBResource, hiro: HiroApiResource
 ) -> dg.SensorResult:
     now = topup.now()
-    first_partition = dt.date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d"))
+    first_partition = dt.date.fromisoformat(topup.start_date)
     yesterday = now.date() - dt.timedelta(days=1)
     oldest = max(first_partition, yesterday - dt.timedelta(days=topup.target_days - 1))
     days = days_between(oldest, yesterday)
     # A day an unfinished backfill targets is taken even before its run exists: not requested twice.
     statuses = (
         with_pending(
-            day_statuses(context.instance, ASSET_KEY, days), pending_backfill_days(context.instance, ASSET_KEY)
+            day_statuses(context.instance, ASSET_KEY, days, first_partition),
+            pending_backfill_days(context.instance, ASSET_KEY),
         )
         if days
         else {}
@@ -202,4 +214,5 @@ def topup_policy_from_env(settings: Settings) -> TopupPolicy:
         delay_hours=settings.topup_delay_hours,
         target_days=settings.target_days,
         days_per_run=settings.days_per_run,
+        start_date=settings.start_date.isoformat(),
     )

@@ -1,4 +1,12 @@
-"""Configuration from the environment: one place that reads and validates every STX_* variable.
+"""Configuration from the environment: one typed object holding every STX_* variable, validated once.
+
+`Settings.from_env()` reads the environment (pydantic-settings) and raises `SettingsError` whose message names
+each bad variable and its value. It is called when something is built, never at import: by the code location's
+`@dg.definitions` function (a bad value is then a code-location load error naming the variable, not a broken
+import), by each CLI command, by `make up/down`.
+
+`ServiceSettings` is the part the process-management commands need (where the UI and simulator listen, where
+pid files go): `make down` still works when a pipeline variable such as STX_START_DATE is wrong.
 
 No Dagster import here: the CLI's fast commands (status) read settings too.
 """
@@ -7,49 +15,21 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STACKS_MAINNET_START = dt.date(2021, 1, 14)
+API_STRATEGIES = ("v1", "v3", "auto")
+STORAGE_BACKENDS = ("duckdb", "ducklake")
+_OFF = ("off", "false", "0", "no")
+_ON = ("on", "true", "1", "yes")
 
 
 class SettingsError(ValueError):
-    """An environment variable has a value that cannot be used."""
-
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
-
-
-def _int_env(name: str, default: int, minimum: int) -> int:
-    raw = _env(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def _float_env(name: str, default: float, minimum: float) -> float:
-    raw = _env(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def _date_env(name: str, default: dt.date) -> dt.date:
-    raw = _env(name, default.isoformat())
-    try:
-        return dt.date.fromisoformat(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a date in YYYY-MM-DD form") from None
+    """An environment variable has a value that cannot be used; the message names it."""
 
 
 def dagster_home() -> Path | None:
@@ -76,80 +56,192 @@ def anchor(path: str) -> str:
     return str((Path(home).expanduser() if home else Path.cwd()) / given)
 
 
-def daily_topup_on() -> bool:
-    """STX_DAILY_TOPUP: the daily_topup sensor starts running unless it is off / false / 0 / no."""
-    return os.environ.get("STX_DAILY_TOPUP", "on").strip().lower() not in ("off", "false", "0", "no")
+def _variable(info: ValidationInfo) -> str:
+    return f"STX_{(info.field_name or '').upper()}"
 
 
-@dataclass(frozen=True)
-class Settings:
-    api_url: str
-    requests_per_minute: float | None  # None or 0: no own budget; the client paces by the API's advertised limit
-    duckdb_path: str
-    start_date: dt.date
-    target_days: int
-    public_dir: str
-    topup_delay_hours: float
-    days_per_run: int
+def _text(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _number(value: Any, info: ValidationInfo, kind: type, minimum: float) -> Any:
+    """int/float from the environment's text, with the messages operators have always seen."""
+    value = _text(value)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        parsed = value
+    else:
+        try:
+            parsed = kind(value)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise ValueError(f"{_variable(info)}={value!r} is not {what}") from None
+    if parsed < minimum:
+        raise ValueError(f"{_variable(info)}={parsed} must be at least {minimum:g}")
+    return parsed
+
+
+class ServiceSettings(BaseSettings):
+    """Where the processes of `make up` listen and keep their pid files, and where the CLI finds the UI."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STX_", env_ignore_empty=True, extra="ignore", frozen=True, validate_default=True
+    )
+
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 3000
+    simulator_port: int = 3999
+    # The webserver the CLI talks to over GraphQL (backfill, cancel, status).
+    ui_url: str = "http://127.0.0.1:3000"
+    # Pid files and logs of `make up`; unset: .run/ in the project.
+    run_dir: str | None = None
+
+    @field_validator("ui_port", "simulator_port", mode="before")
+    @classmethod
+    def _port(cls, value: Any, info: ValidationInfo) -> Any:
+        return _number(value, info, int, 1)
+
+    @field_validator("ui_url", mode="after")
+    @classmethod
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{_variable(info)}={value!r} must start with http:// or https://")
+        return value
+
+    @field_validator("run_dir", mode="after")
+    @classmethod
+    def _anchored_dir(cls, value: str | None) -> str | None:
+        return anchor(value.strip()) if value else None
+
+    @classmethod
+    def from_env(cls) -> Any:
+        """Read and validate now; every bad variable is named in one SettingsError."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise SettingsError("; ".join(_describe(error) for error in exc.errors())) from None
+
+
+class Settings(ServiceSettings):
+    """Every STX_* variable of the pipeline."""
+
+    api_url: str = "https://api.hiro.so"
+    # None or 0: no own budget; the client paces by the API's advertised limit.
+    requests_per_minute: float | None = None
+    # Relative paths are read against DAGSTER_HOME (`anchor`).
+    duckdb_path: str = "data/wallet_metrics.duckdb"
+    start_date: dt.date = STACKS_MAINNET_START
+    target_days: int = 180
+    public_dir: str = "public/wallet"
+    topup_delay_hours: float = 2.0
+    days_per_run: int = 5
     # Where the history lives (stx_pipeline.storage.backend): "duckdb" (the file above) or "ducklake".
-    storage: str = "duckdb"
+    storage: Literal["duckdb", "ducklake"] = "duckdb"
     ducklake_catalog: str | None = None  # e.g. "postgres:dbname=lake host=... user=..."
     ducklake_data_path: str = "data/lake"
     # Listing endpoint (stx_pipeline.hiro.strategy): v1 offset paging, v3 cursor paging, or v1 until it answers 410.
-    api_strategy: str = "auto"
+    api_strategy: Literal["v1", "v3", "auto"] = "auto"
+    # The daily_topup sensor starts running unless off / false / 0 / no.
+    daily_topup: bool = True
+    # Readers wait this long at most for a writer's DuckDB file lock; DuckLake writers retry commit conflicts this long.
+    duckdb_lock_timeout_s: float = 120.0
+    write_conflict_timeout_s: float = 300.0
+    # `stx-pipeline backfill` asks (or wants --yes) above this many days to fetch: 90 days is ~1.8 h keyless.
+    confirm_above_days: int = 90
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _date(cls, value: Any, info: ValidationInfo) -> Any:
+        value = _text(value)
+        if isinstance(value, str):
+            try:
+                value = dt.date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{_variable(info)}={value!r} is not a date in YYYY-MM-DD form") from None
+        if value < STACKS_MAINNET_START:
+            raise ValueError(
+                f"{_variable(info)}={value} is before Stacks 2.0 mainnet ({STACKS_MAINNET_START}): no data"
+            )
+        if value >= dt.datetime.now(dt.UTC).date():
+            raise ValueError(f"{_variable(info)}={value} is not in the past: there would be no complete day")
+        return value
+
+    @field_validator("target_days", "days_per_run", mode="before")
+    @classmethod
+    def _at_least_one(cls, value: Any, info: ValidationInfo) -> Any:
+        return _number(value, info, int, 1)
+
+    @field_validator("confirm_above_days", mode="before")
+    @classmethod
+    def _whole(cls, value: Any, info: ValidationInfo) -> Any:
+        return _number(value, info, int, 0)
+
+    @field_validator(
+        "requests_per_minute",
+        "topup_delay_hours",
+        "duckdb_lock_timeout_s",
+        "write_conflict_timeout_s",
+        mode="before",
+    )
+    @classmethod
+    def _non_negative(cls, value: Any, info: ValidationInfo) -> Any:
+        return _number(value, info, float, 0)
+
+    @field_validator("api_url", mode="before")
+    @classmethod
+    def _api_url(cls, value: Any, info: ValidationInfo) -> Any:
+        value = str(value).strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{_variable(info)}={value!r} must start with http:// or https://")
+        return value
+
+    @field_validator("storage", "api_strategy", mode="before")
+    @classmethod
+    def _choice(cls, value: Any, info: ValidationInfo) -> Any:
+        value = str(value).strip().lower()
+        allowed = STORAGE_BACKENDS if info.field_name == "storage" else API_STRATEGIES
+        if value not in allowed:
+            raise ValueError(f"{_variable(info)}={value!r} must be one of {', '.join(allowed)}")
+        return value
+
+    @field_validator("daily_topup", mode="before")
+    @classmethod
+    def _switch(cls, value: Any, info: ValidationInfo) -> Any:
+        text = str(value).strip().lower()
+        if text not in _OFF + _ON:
+            raise ValueError(f"{_variable(info)}={value!r} must be on or off")
+        return text in _ON
+
+    @field_validator("duckdb_path", "public_dir", "ducklake_data_path", mode="after")
+    @classmethod
+    def _anchored(cls, value: str) -> str:
+        return anchor(value.strip())
+
+    @field_validator("ducklake_catalog", mode="after")
+    @classmethod
+    def _catalog(cls, value: str | None) -> str | None:
+        return value.strip() or None if value else None
+
+    @model_validator(mode="after")
+    def _lake_needs_a_catalog(self) -> Settings:
+        if self.storage == "ducklake" and not self.ducklake_catalog:
+            # No silent default: a file catalog would bring back the single-writer lock DuckLake is chosen to avoid.
+            raise ValueError(
+                "STX_STORAGE=ducklake needs STX_DUCKLAKE_CATALOG, e.g. "
+                "'postgres:dbname=lake host=127.0.0.1 user=postgres'"
+            )
+        return self
 
     @classmethod
     def from_env(cls) -> Settings:
-        start = _date_env("STX_START_DATE", STACKS_MAINNET_START)
-        if start < STACKS_MAINNET_START:
-            raise SettingsError(
-                f"STX_START_DATE={start} is before Stacks 2.0 mainnet ({STACKS_MAINNET_START}): no data"
-            )
-        if start >= dt.datetime.now(dt.UTC).date():
-            raise SettingsError(f"STX_START_DATE={start} is not in the past: there would be no complete day")
-        api_url = _env("STX_API_URL", "https://api.hiro.so").rstrip("/")
-        if not api_url.startswith(("http://", "https://")):
-            raise SettingsError(f"STX_API_URL={api_url!r} must start with http:// or https://")
-        rpm_raw = os.environ.get("STX_REQUESTS_PER_MINUTE", "").strip()
-        storage, ducklake_catalog, ducklake_data_path = storage_env()
-        return cls(
-            api_url=api_url,
-            requests_per_minute=_float_env("STX_REQUESTS_PER_MINUTE", 0, 0) if rpm_raw else None,
-            duckdb_path=anchor(_env("STX_DUCKDB_PATH", "data/wallet_metrics.duckdb")),
-            start_date=start,
-            target_days=_int_env("STX_TARGET_DAYS", 180, 1),
-            public_dir=anchor(_env("STX_PUBLIC_DIR", "public/wallet")),
-            topup_delay_hours=_float_env("STX_TOPUP_DELAY_HOURS", 2.0, 0.0),
-            days_per_run=_int_env("STX_DAYS_PER_RUN", 5, 1),
-            storage=storage,
-            ducklake_catalog=ducklake_catalog,
-            ducklake_data_path=ducklake_data_path,
-            api_strategy=_api_strategy_env(),
-        )
+        return super().from_env()  # type: ignore[no-any-return]
 
 
-API_STRATEGIES = ("v1", "v3", "auto")
-
-
-def _api_strategy_env() -> str:
-    strategy = _env("STX_API_STRATEGY", "auto").lower()
-    if strategy not in API_STRATEGIES:
-        raise SettingsError(f"STX_API_STRATEGY={strategy!r} must be one of {', '.join(API_STRATEGIES)}")
-    return strategy
-
-
-STORAGE_BACKENDS = ("duckdb", "ducklake")
-
-
-def storage_env() -> tuple[str, str | None, str]:
-    """(STX_STORAGE, STX_DUCKLAKE_CATALOG, STX_DUCKLAKE_DATA_PATH), validated; readers use it without the rest."""
-    storage = _env("STX_STORAGE", "duckdb").lower()
-    if storage not in STORAGE_BACKENDS:
-        raise SettingsError(f"STX_STORAGE={storage!r} must be one of {', '.join(STORAGE_BACKENDS)}")
-    catalog = _env("STX_DUCKLAKE_CATALOG", "") or None
-    if storage == "ducklake" and not catalog:
-        # No silent default: a file catalog would bring back the single-writer lock DuckLake is chosen to avoid.
-        raise SettingsError(
-            "STX_STORAGE=ducklake needs STX_DUCKLAKE_CATALOG, e.g. 'postgres:dbname=lake host=127.0.0.1 user=postgres'"
-        )
-    return storage, catalog, anchor(_env("STX_DUCKLAKE_DATA_PATH", "data/lake"))
+def _describe(error: Any) -> str:
+    """One validation error as the operator should read it: the variable, its value, what is wrong."""
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])  # our validators' messages already name the variable
+    variable = "STX_" + str(error["loc"][0]).upper() if error["loc"] else "environment"
+    return f"{variable}={error['input']!r}: {error['msg']}"

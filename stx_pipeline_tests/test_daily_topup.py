@@ -14,11 +14,12 @@ from stx_pipeline.assets.transactions import ASSET_KEY
 from stx_pipeline.hiro.client import DEFAULT_RPM_WITHOUT_KEY
 from stx_pipeline.resources import HiroApiResource
 from stx_pipeline.schema import TABLE
-from stx_pipeline.sensors import TopupPolicy, daily_topup, plan_topup
+from stx_pipeline.sensors import TopupPolicy, build_daily_topup, plan_topup
 from stx_pipeline.storage import ensure_schema
 from stx_pipeline_tests.conftest import lock_held_by_another_process
 
 FIRST = dt.date(2024, 11, 1)
+daily_topup = build_daily_topup(running=True)
 DB: Path  # set per test by the `instance` fixture: the DuckDB file the sensor reads
 
 

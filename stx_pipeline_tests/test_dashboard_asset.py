@@ -23,9 +23,9 @@ from stx_pipeline.assets.dashboard import (
     page_totals_match_duckdb,
     wallet_dashboard,
 )
-from stx_pipeline.assets.transactions import stx_transactions
 from stx_pipeline.dashboard import page_totals
 from stx_pipeline.days import day_window
+from stx_pipeline.definitions import defs as code_location
 from stx_pipeline.devtools.resources import pipeline_resources
 from stx_pipeline.hiro import records_to_table
 from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
@@ -38,6 +38,9 @@ from stx_pipeline_tests.conftest import (
     lock_held_by_another_process,
 )
 from stx_pipeline_tests.test_dashboard_page import parse
+
+# As the code location builds it from this environment (conftest: STX_START_DATE=2024-11-01).
+stx_transactions = code_location().get_assets_def("stx_transactions")
 
 FIRST = dt.date(2025, 3, 1)
 DASHBOARD = dg.AssetKey("wallet_dashboard")
@@ -223,9 +226,7 @@ def dashboard_built(instance: dg.DagsterInstance) -> None:
 
 @pytest.fixture
 def defs() -> dg.Definitions:
-    from stx_pipeline.definitions import defs
-
-    return defs
+    return code_location()
 
 
 def test_automation_rebuilds_after_new_days_despite_gaps(defs):

@@ -16,8 +16,9 @@ DAGSTER = [sys.executable, "-m", "dagster"]
 
 
 def test_definitions_load_in_python():
-    from stx_pipeline.definitions import defs
+    from stx_pipeline.definitions import defs as load
 
+    defs = load()
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert "stx_transactions" in keys
@@ -69,3 +70,30 @@ def test_dagster_asset_materialize_one_partition(tmp_path, simulator, small_chai
     with duckdb.connect(str(db), read_only=True) as conn:
         stored = conn.execute("SELECT count(*) FROM stx_transactions WHERE partition_date = ?", [day]).fetchone()[0]
     assert stored == small_chain.day_total(day)
+
+
+def test_a_bad_setting_is_a_load_error_naming_the_variable_not_an_import_error(tmp_path):
+    """Importing the module reads no configuration; Dagster's load of the code location (what the UI shows as
+    the location's error) fails with the variable, its value and what is wrong, without a traceback into Dagster."""
+    env = _env(tmp_path, STX_START_DATE="garbage")
+    imported = subprocess.run(
+        [sys.executable, "-c", "import stx_pipeline.definitions"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    result = subprocess.run(
+        [*DAGSTER, "definitions", "validate", "-m", "stx_pipeline.definitions"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    output = result.stderr + result.stdout
+    assert result.returncode != 0, output[-3000:]
+    assert "Validation failed for code location stx_pipeline.definitions" in output
+    assert "SettingsError: STX_START_DATE='garbage' is not a date in YYYY-MM-DD form" in output

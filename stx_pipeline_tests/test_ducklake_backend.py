@@ -140,12 +140,14 @@ def test_a_write_conflict_is_recognised_and_the_day_retried(tmp_path, small_chai
 
 def _materialize_days(first: str, last: str, env: dict[str, str]) -> tuple[str, bool, list[bool]]:
     """One backfill run in a fresh process: stx_transactions over [first, last] into the lake."""
-    os.environ.update(env)  # before the asset module reads Settings at import
+    os.environ.update(env)  # the settings the definitions are built from (STX_START_DATE)
     import dagster as dg
     from dagster_duckdb import DuckDBResource
 
-    from stx_pipeline.assets.transactions import stx_transactions
+    from stx_pipeline.definitions import defs
     from stx_pipeline.resources import HiroApiResource
+
+    stx_transactions = defs().get_assets_def("stx_transactions")
 
     result = dg.materialize(
         [stx_transactions],

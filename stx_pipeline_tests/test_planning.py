@@ -12,8 +12,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from stx_pipeline.assets.transactions import stx_transactions
 from stx_pipeline.days import last_complete_day
+from stx_pipeline.definitions import defs
 from stx_pipeline.devtools.dagster_env import cli, free_port, pipeline_env
 from stx_pipeline.devtools.resources import pipeline_resources
 from stx_pipeline.hiro.client import DEFAULT_RPM_WITH_KEY, DEFAULT_RPM_WITHOUT_KEY
@@ -29,6 +29,9 @@ from stx_pipeline.planning import (
 from stx_pipeline.storage import StorageError, day_counts
 from stx_pipeline_tests.conftest import days, failure_message, lock_held_by_another_process
 from stx_pipeline_tests.test_bad_input import read_only_directory
+
+# As the code location builds it from this environment (conftest: STX_START_DATE=2024-11-01).
+stx_transactions = defs().get_assets_def("stx_transactions")
 
 W = days("2025-03-01", 6)
 

@@ -14,13 +14,16 @@ import dagster as dg
 import duckdb
 import pytest
 
-from stx_pipeline.assets.transactions import stx_transactions
+from stx_pipeline.definitions import defs
 from stx_pipeline.devtools.resources import pipeline_resources
 from stx_pipeline.resources import HiroApiResource
 from stx_pipeline.simulator import FaultConfig, SimulatorServer
 from stx_pipeline.storage import day_content_hash, day_counts, duplicate_tx_ids
 from stx_pipeline_tests.children import read_line
 from stx_pipeline_tests.conftest import PROJECT_ROOT, days, failure_message
+
+# As the code location builds it from this environment (conftest: STX_START_DATE=2024-11-01).
+stx_transactions = defs().get_assets_def("stx_transactions")
 
 THIRTY = days("2025-02-01", 30)
 PLANTED_KEY = "hiro-planted-key-7f3a9c1e5b"
@@ -155,7 +158,8 @@ def test_kill_9_of_a_multi_day_run_loses_nothing_and_a_rerun_completes(small_cha
         script = textwrap.dedent(
             f"""
             import dagster as dg
-            from stx_pipeline.assets.transactions import stx_transactions
+            from stx_pipeline.definitions import defs
+            stx_transactions = defs().get_assets_def("stx_transactions")
             from stx_pipeline.devtools.resources import pipeline_resources
             dg.materialize([stx_transactions], resources=pipeline_resources({sim.url!r}, {str(db)!r}),
                 tags={{"dagster/asset_partition_range_start": "{THIRTY[0]}",

@@ -12,7 +12,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from stx_pipeline.assets.transactions import stx_transactions
+from stx_pipeline.assets.transactions import ASSET_KEY as TRANSACTIONS_KEY
 from stx_pipeline.dashboard import DashboardSourceError, build_dashboard_from_path, compare_page_totals
 from stx_pipeline.dashboard.render import MAX_PAGE_BYTES
 from stx_pipeline.days import compact_ranges
@@ -49,7 +49,7 @@ class WalletDashboardConfig(dg.Config):
 
 @dg.asset(
     key=ASSET_KEY,
-    deps=[stx_transactions],
+    deps=[TRANSACTIONS_KEY],
     automation_condition=WALLET_DASHBOARD_AUTOMATION,
     group_name="dashboards",
     kinds={"duckdb", "html"},

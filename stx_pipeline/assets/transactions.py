@@ -14,9 +14,7 @@ from dagster_duckdb import DuckDBResource
 
 from stx_pipeline.days import ASSET_NAME
 from stx_pipeline.hiro import EndpointGoneError, HiroApiError, QuotaExhaustedError
-from stx_pipeline.partitions import daily_partitions
 from stx_pipeline.resources import HiroApiResource, check_writable, write_connection
-from stx_pipeline.settings import Settings
 from stx_pipeline.storage import day_counts, duplicate_tx_ids, replace_day
 
 ASSET_KEY = dg.AssetKey(ASSET_NAME)
@@ -90,28 +88,40 @@ def _iso(ts: int | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat() if ts is not None else None
 
 
-@dg.asset(
-    key=ASSET_KEY,
-    partitions_def=daily_partitions,
-    # Several days per run amortise Dagster's per-run start-up; each day still commits on its own.
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=Settings.from_env().days_per_run),
-    # One fetching run at a time shares the API's rate budget and the DuckDB file (limit in dagster.yaml).
-    pool="hiro_api",
-    group_name="stacks",
-    kinds={"duckdb", "python"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            CHECK_ROWS_MATCH_TOTAL, asset=ASSET_KEY, description="Rows stored per day equal the API's total"
+def build_stx_transactions(partitions_def: dg.PartitionsDefinition, days_per_run: int) -> dg.AssetsDefinition:
+    """The asset over `partitions_def` (STX_START_DATE), `days_per_run` days per backfill run (STX_DAYS_PER_RUN);
+    built when the code location loads (stx_pipeline.definitions)."""
+
+    @dg.asset(
+        key=ASSET_KEY,
+        partitions_def=partitions_def,
+        # Several days per run amortise Dagster's per-run start-up; each day still commits on its own.
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=days_per_run),
+        # One fetching run at a time shares the API's rate budget and the DuckDB file (limit in dagster.yaml).
+        pool="hiro_api",
+        group_name="stacks",
+        kinds={"duckdb", "python"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                CHECK_ROWS_MATCH_TOTAL, asset=ASSET_KEY, description="Rows stored per day equal the API's total"
+            ),
+            dg.AssetCheckSpec(CHECK_TX_ID_UNIQUE, asset=ASSET_KEY, description="No tx_id is stored twice"),
+        ],
+        description=(
+            "Canonical mined Stacks transactions whose burn_block_time falls in the partition's UTC day, "
+            "listed from the Hiro API and stored in DuckDB (table stx_transactions). Each day is replaced "
+            "atomically: whole or not at all."
         ),
-        dg.AssetCheckSpec(CHECK_TX_ID_UNIQUE, asset=ASSET_KEY, description="No tx_id is stored twice"),
-    ],
-    description=(
-        "Canonical mined Stacks transactions whose burn_block_time falls in the partition's UTC day, "
-        "listed from the Hiro API and stored in DuckDB (table stx_transactions). Each day is replaced "
-        "atomically: whole or not at all."
-    ),
-)
-def stx_transactions(
+    )
+    def stx_transactions(
+        context: dg.AssetExecutionContext, hiro: HiroApiResource, duckdb: DuckDBResource
+    ) -> dg.MaterializeResult:
+        return _materialize(context, hiro, duckdb)
+
+    return stx_transactions
+
+
+def _materialize(
     context: dg.AssetExecutionContext, hiro: HiroApiResource, duckdb: DuckDBResource
 ) -> dg.MaterializeResult:
     days = partition_days(context.partition_time_window)

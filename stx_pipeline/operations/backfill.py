@@ -245,22 +245,23 @@ def plan_via_instance(window: list[dt.date], db_path: str, force: bool) -> DayPl
 
 def run_in_process(
     days: list[dt.date],
-    days_per_run: int,
+    settings: Settings,
     console: Console,
     on_batch: Callable[[dt.date, dt.date, bool], None] | None = None,
 ) -> Outcome:
-    """Materialize the days batch by batch in this process, recorded in the instance at DAGSTER_HOME."""
+    """Materialize the days batch by batch in this process, recorded in the instance at DAGSTER_HOME: the code
+    location's own definitions (assets, resources) built from `settings`, as the daemon's runs would use them."""
     import dagster as dg
 
-    from stx_pipeline.assets.transactions import stx_transactions
+    from stx_pipeline.assets.transactions import ASSET_KEY
+    from stx_pipeline.definitions import build_definitions
     from stx_pipeline.partitions import day_statuses
-    from stx_pipeline.resources import resources_from_env
 
     resolve_dagster_home()
     instance = dg.DagsterInstance.get()
-    resources = resources_from_env(Settings.from_env())
+    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
     outcome = Outcome(requested=days)
-    batches = chunk_runs(days, days_per_run)
+    batches = chunk_runs(days, settings.days_per_run)
     started = time.monotonic()
     rows = 0
     done = 0
@@ -268,10 +269,9 @@ def run_in_process(
         task = bar.add_task("in-process", total=len(days), failed=0, rows=0, rate="")
         for first, last in batches:
             n = (last - first).days + 1
-            result = dg.materialize(
-                [stx_transactions],
+            result = job.execute_in_process(
                 instance=instance,
-                resources=resources,
+                asset_selection=[ASSET_KEY],
                 tags={**range_tags(first, last), "stx-pipeline/launched-by": "cli-in-process"},
                 raise_on_error=False,
             )
@@ -284,7 +284,7 @@ def run_in_process(
             else:
                 # A bad day fails alone: the days the run did write are recorded as materialized.
                 batch = days_between(first, last)
-                statuses = day_statuses(instance, stx_transactions.key, batch)
+                statuses = day_statuses(instance, ASSET_KEY, batch, settings.start_date)
                 written = {d for d, status in statuses.items() if status == "MATERIALIZED"}
                 outcome.failed.extend(d for d in batch if d not in written)
                 done += len(written)

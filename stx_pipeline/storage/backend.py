@@ -211,15 +211,16 @@ def open_storage(
 
     Callers keep passing the DuckDB path they always had; with STX_STORAGE=ducklake it is simply not used.
     """
-    from stx_pipeline.settings import SettingsError, storage_env
+    from stx_pipeline.settings import Settings, SettingsError
 
     if kind is None:
         try:
-            kind, env_catalog, env_data_path = storage_env()
+            settings = Settings.from_env()
         except SettingsError as exc:
             raise StorageError(str(exc)) from exc
-        ducklake_catalog = ducklake_catalog or env_catalog
-        ducklake_data_path = ducklake_data_path or env_data_path
+        kind = settings.storage
+        ducklake_catalog = ducklake_catalog or settings.ducklake_catalog
+        ducklake_data_path = ducklake_data_path or settings.ducklake_data_path
     if kind == "duckdb":
         return DuckDBFileStorage(str(duckdb_path), duckdb_resource)
     if kind == "ducklake":
