@@ -53,6 +53,15 @@ def _window(days, start, end, settings, *, option: str = "--days", clamp: bool =
         raise click.UsageError(str(exc)) from None
 
 
+def _window_or_target(days, start, end, settings, *, option: str) -> list[dt.date]:
+    """The window of `option` (or --start/--end), else the STX_TARGET_DAYS ending yesterday. The latter is
+    configuration (also the sensor's window): clamped to the partition start as the sensor clamps it, while an
+    explicit option reaching beyond it is refused."""
+    if days is None and start is None:
+        return _window(settings.target_days, None, end, settings, option="STX_TARGET_DAYS", clamp=True)
+    return _window(days, start, end, settings, option=option)
+
+
 def _estimate(settings, days: int, stored_rows=None):
     import os
 
@@ -231,15 +240,7 @@ def plan_command(days: int | None, start: dt.datetime | None, end: dt.datetime |
     from stx_pipeline.storage import StorageError
 
     settings = _settings()
-    from_env = days is None and start is None
-    window = _window(
-        settings.target_days if from_env else days,
-        start,
-        end,
-        settings,
-        option="STX_TARGET_DAYS" if from_env else "--days",
-        clamp=from_env,
-    )
+    window = _window_or_target(days, start, end, settings, option="--days")
     try:
         stored = read_stored_rows(settings.duckdb_path, window)
     except StorageError as exc:
@@ -303,17 +304,8 @@ def status(target_days: int | None, as_json: bool, no_instance: bool) -> None:
     from stx_pipeline.operations.status import build_report, render_text
 
     settings = _settings()  # validates STX_TARGET_DAYS by name (a click envvar error would only name the option)
-    # The same window validation as `backfill`; STX_TARGET_DAYS (configuration, also the sensor's window) is
-    # clamped to the partition start like the sensor does, an explicit --target-days beyond it is refused.
-    from_env = target_days is None
-    window = _window(
-        settings.target_days if from_env else target_days,
-        None,
-        None,
-        settings,
-        option="STX_TARGET_DAYS" if from_env else "--target-days",
-        clamp=from_env,
-    )
+    # The same window validation as `backfill`.
+    window = _window_or_target(target_days, None, None, settings, option="--target-days")
     report = build_report(settings.duckdb_path, len(window), with_instance=not no_instance, window=window)
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else render_text(report))
     sys.exit(report.exit_code)
