@@ -29,8 +29,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 
 from common import print_machine  # noqa: E402
 
+from stx_pipeline.days import ASSET_NAME, RANGE_END_TAG, RANGE_START_TAG, last_complete_day  # noqa: E402
 from stx_pipeline.devtools.postgres import running_postgres  # noqa: E402
-from stx_pipeline.operations.window import last_complete_day  # noqa: E402
 from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def run_range(first: str, last: str, env: dict[str, str]) -> tuple[bool, int, fl
     from stx_pipeline.definitions import defs
     from stx_pipeline.resources import HiroApiResource
 
-    stx_transactions = defs().get_assets_def("stx_transactions")  # as the code location builds it
+    stx_transactions = defs().get_assets_def(ASSET_NAME)  # as the code location builds it
 
     retries = _Count()
     store_log = logging.getLogger("stx_pipeline.storage.duckdb_store")
@@ -65,7 +65,7 @@ def run_range(first: str, last: str, env: dict[str, str]) -> tuple[bool, int, fl
             "hiro": HiroApiResource(base_url=env["STX_API_URL"], requests_per_minute=0),
             "duckdb": DuckDBResource(database=env["STX_DUCKDB_PATH"]),
         },
-        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        tags={RANGE_START_TAG: first, RANGE_END_TAG: last},
         raise_on_error=False,
     )
     return result.success, retries.count, time.monotonic() - started

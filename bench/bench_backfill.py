@@ -197,11 +197,12 @@ def dagster_in_process(work: Path, url: str, days: list[dt.date], rpm: float | N
     (work / "data").mkdir(parents=True, exist_ok=True)
     import dagster as dg
 
+    from stx_pipeline.days import ASSET_NAME, range_tags
     from stx_pipeline.definitions import defs
     from stx_pipeline.resources import resources_from_env
     from stx_pipeline.settings import Settings
 
-    stx_transactions = defs().get_assets_def("stx_transactions")  # as the code location builds it
+    stx_transactions = defs().get_assets_def(ASSET_NAME)  # as the code location builds it
 
     resources = resources_from_env(Settings.from_env())
     batches = [days[i : i + days_per_run] for i in range(0, len(days), days_per_run)]
@@ -214,11 +215,7 @@ def dagster_in_process(work: Path, url: str, days: list[dt.date], rpm: float | N
                 [stx_transactions],
                 instance=instance,
                 resources=resources,
-                tags={
-                    "dagster/asset_partition_range_start": batch[0].isoformat(),
-                    "dagster/asset_partition_range_end": batch[-1].isoformat(),
-                    "stx-pipeline/launched-by": "bench",
-                },
+                tags={**range_tags(batch[0], batch[-1]), "stx-pipeline/launched-by": "bench"},
                 raise_on_error=False,
             )
             run_s = time.monotonic() - t0
@@ -318,6 +315,7 @@ query Runs($filter: RunsFilter) {
 
 
 def bench_share(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from stx_pipeline.days import ASSET_PATH
     from stx_pipeline.devtools.dagster_env import dagster_dev, pipeline_env
     from stx_pipeline.operations.webserver import DagsterWebserver
 
@@ -349,7 +347,7 @@ def bench_share(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 startup_s = time.monotonic() - up
                 web = DagsterWebserver(url, timeout_s=30)
                 launched = time.monotonic()
-                backfill_id = web.launch_backfill(["stx_transactions"], [d.isoformat() for d in days], title="bench")
+                backfill_id = web.launch_backfill(ASSET_PATH, [d.isoformat() for d in days], title="bench")
                 launch_wall = time.time()
                 while True:
                     state = web.backfill_progress(backfill_id)

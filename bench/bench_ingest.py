@@ -37,6 +37,8 @@ from common import (
     run_timed,
 )
 
+from stx_pipeline.days import ASSET_NAME
+
 DAY = dt.date(2025, 3, 1)  # any complete past day; the simulator's chain starts 2021-01-14
 PAGE_LIMIT = 50
 PARTS = ("write", "materialize", "rss", "rss-stages", "pages", "requests")
@@ -162,7 +164,7 @@ def child_materialize(url: str, db: str, day: str) -> None:
     from stx_pipeline.definitions import defs
     from stx_pipeline.devtools.resources import pipeline_resources
 
-    stx_transactions = defs().get_assets_def("stx_transactions")  # as the code location builds it
+    stx_transactions = defs().get_assets_def(ASSET_NAME)  # as the code location builds it
 
     import_s = time.perf_counter() - started
     rss_after_import = _vm("VmRSS")
@@ -171,7 +173,7 @@ def child_materialize(url: str, db: str, day: str) -> None:
         [stx_transactions], resources=pipeline_resources(url, Path(db)), partition_key=day, raise_on_error=True
     )
     run_s = time.perf_counter() - started
-    meta = result.asset_materializations_for_node("stx_transactions")[0].metadata
+    meta = result.asset_materializations_for_node(ASSET_NAME)[0].metadata
     print(
         MARKER
         + json.dumps(
@@ -198,8 +200,9 @@ def child_stages(url: str, mode: str) -> None:
     import duckdb
     import pyarrow as pa
 
+    from stx_pipeline.days import day_window
     from stx_pipeline.hiro import HiroClient, fetch_day, records_to_table
-    from stx_pipeline.hiro.transactions import LIST_PATH, _page_params, day_window
+    from stx_pipeline.hiro.transactions import LIST_PATH, page_params
     from stx_pipeline.storage import replace_day
 
     window = day_window(DAY)
@@ -213,7 +216,7 @@ def child_stages(url: str, mode: str) -> None:
             from concurrent.futures import ThreadPoolExecutor
 
             def page(offset: int) -> tuple[int, Any]:
-                payload = client.get_json(LIST_PATH, _page_params(window[0], window[1], offset))
+                payload = client.get_json(LIST_PATH, page_params(window[0], window[1], offset))
                 return payload["total"], records_to_table(payload["results"], DAY, window=window)
 
             total, first = page(0)
@@ -271,7 +274,7 @@ def bench_materialize(work: Path, reps: int, txs: int) -> dict[str, Any]:
     from stx_pipeline.devtools.resources import pipeline_resources
     from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
 
-    stx_transactions = defs().get_assets_def("stx_transactions")  # as the code location builds it
+    stx_transactions = defs().get_assets_def(ASSET_NAME)  # as the code location builds it
 
     print(f"\n== b. one {txs:,}-transaction day, simulator without latency, requests_per_minute=0 ==", flush=True)
     chain = SyntheticChain(ChainConfig(seed=7, txs_per_day=txs))
@@ -287,7 +290,7 @@ def bench_materialize(work: Path, reps: int, txs: int) -> dict[str, Any]:
                 [stx_transactions], resources=pipeline_resources(sim.url, db), partition_key=DAY.isoformat()
             )
             wall = time.perf_counter() - started
-            meta = result.asset_materializations_for_node("stx_transactions")[0].metadata
+            meta = result.asset_materializations_for_node(ASSET_NAME)[0].metadata
             (day,) = meta["per_day"].value
             runs.append({"wall_s": wall, **day})
         out["in_process"] = runs
@@ -341,7 +344,7 @@ def bench_materialize(work: Path, reps: int, txs: int) -> dict[str, Any]:
             "-m",
             "stx_pipeline.definitions",
             "--select",
-            "stx_transactions",
+            ASSET_NAME,
             "--partition",
             DAY.isoformat(),
         ]
@@ -364,7 +367,7 @@ def _latest_per_day(home: Path) -> dict[str, Any] | None:
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        event = instance.get_latest_materialization_event(dg.AssetKey("stx_transactions"))
+        event = instance.get_latest_materialization_event(dg.AssetKey(ASSET_NAME))
         if event is None or event.asset_materialization is None:
             return None
         per_day = event.asset_materialization.metadata.get("per_day")

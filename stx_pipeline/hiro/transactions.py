@@ -50,7 +50,8 @@ class DayFetch:
         return self._burn_time(-1)
 
 
-def _page_params(start: int, end: int, offset: int) -> dict[str, Any]:
+def page_params(start: int, end: int, offset: int) -> dict[str, Any]:
+    """The query of one page of the v1 listing of [start, end) (unix seconds), sorted as paging needs it."""
     return {
         "start_time": start,
         "end_time": inclusive_end(end),
@@ -71,7 +72,7 @@ def fetch_day(client: HiroClient, day: dt.date, *, page_workers: int = 4) -> Day
     ingested_at = dt.datetime.now(dt.UTC)
 
     def get_page(offset: int) -> tuple[int, pa.Table]:
-        payload = client.get_json(LIST_PATH, _page_params(start, end, offset))
+        payload = client.get_json(LIST_PATH, page_params(start, end, offset))
         results = payload.get("results") if isinstance(payload, dict) else None
         total = payload.get("total") if isinstance(payload, dict) else None
         if not isinstance(results, list) or not isinstance(total, int) or isinstance(total, bool):
