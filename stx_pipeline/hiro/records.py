@@ -91,8 +91,8 @@ def records_to_table(
             arrays.append(pa.array([partition] * n, type=column.type))
         elif column.name == "ingested_at":
             arrays.append(pa.array([ingested] * n, type=column.type))
-        elif column.type == pa.timestamp("s", tz="UTC"):
-            # Unix seconds -> timestamps without a Python datetime per row.
+        elif pa.types.is_timestamp(column.type):
+            # The API's unix seconds -> timestamps without a Python datetime per row.
             arrays.append(pa.array(cols[column.name], type=pa.int64()).cast(column.type))
         else:
             arrays.append(pa.array(cols[column.name], type=column.type))
