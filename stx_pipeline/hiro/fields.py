@@ -44,11 +44,17 @@ class Where:
         )
 
 
-def int_field(record: dict[str, Any], field: str, where: Where, *, required: bool = False) -> int | None:
+def _present(record: dict[str, Any], field: str, where: Where, required: bool) -> Any:
+    """The field's value, None when absent (or null); a required field must be there."""
     value = record.get(field)
+    if value is None and required:
+        raise where.fail(field, "is missing")
+    return value
+
+
+def int_field(record: dict[str, Any], field: str, where: Where, *, required: bool = False) -> int | None:
+    value = _present(record, field, where, required)
     if value is None:
-        if required:
-            raise where.fail(field, "is missing")
         return None
     if is_int(value):
         return value
@@ -56,10 +62,8 @@ def int_field(record: dict[str, Any], field: str, where: Where, *, required: boo
 
 
 def str_field(record: dict[str, Any], field: str, where: Where, *, required: bool = False) -> str | None:
-    value = record.get(field)
+    value = _present(record, field, where, required)
     if value is None:
-        if required:
-            raise where.fail(field, "is missing")
         return None
     if isinstance(value, str):
         if required and not value:
@@ -69,10 +73,8 @@ def str_field(record: dict[str, Any], field: str, where: Where, *, required: boo
 
 
 def object_field(record: dict[str, Any], field: str, where: Where, *, required: bool = False) -> dict[str, Any] | None:
-    value = record.get(field)
+    value = _present(record, field, where, required)
     if value is None:
-        if required:
-            raise where.fail(field, "is missing")
         return None
     if not isinstance(value, dict):
         raise where.fail(field, f"should be an object, got {type(value).__name__}")
