@@ -45,12 +45,12 @@ class _Count(logging.Handler):
 
 def run_range(first: str, last: str, env: dict[str, str]) -> tuple[bool, int, float]:
     """One backfill run in this (fresh) process: (success, write-conflict retries, seconds)."""
-    os.environ.update(env)  # before the asset module reads Settings at import
+    os.environ.update(env)  # the settings the definitions and the storage are built from
     import dagster as dg
-    from dagster_duckdb import DuckDBResource
 
     from stx_pipeline.definitions import defs
-    from stx_pipeline.resources import HiroApiResource
+    from stx_pipeline.resources import HiroApiResource, StorageResource
+    from stx_pipeline.settings import Settings
 
     stx_transactions = defs().get_assets_def(ASSET_NAME)  # as the code location builds it
 
@@ -63,7 +63,7 @@ def run_range(first: str, last: str, env: dict[str, str]) -> tuple[bool, int, fl
         [stx_transactions],
         resources={
             "hiro": HiroApiResource(base_url=env["STX_API_URL"], requests_per_minute=0),
-            "duckdb": DuckDBResource(database=env["STX_DUCKDB_PATH"]),
+            "storage": StorageResource.from_settings(Settings.from_env()),  # STX_STORAGE: the file or the lake
         },
         tags={RANGE_START_TAG: first, RANGE_END_TAG: last},
         raise_on_error=False,

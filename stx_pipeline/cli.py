@@ -128,7 +128,7 @@ def backfill(
 
     if in_process:
         try:
-            plan = ops.plan_via_instance(window, settings.duckdb_path, force)
+            plan = ops.plan_via_instance(window, settings.storage_backend(), force)
         except StorageError as exc:
             _cannot_plan(console, exc)
         _print_plan(console, plan, compact_ranges, settings, wait_)
@@ -139,7 +139,7 @@ def backfill(
         if plan.in_progress and wait_:
             # Days another run (the daemon's, the sensor's) is fetching: wait for them in the instance.
             others = ops.follow(
-                ops.instance_statuses(plan.in_progress), [], plan.in_progress, settings.duckdb_path, console
+                ops.instance_statuses(plan.in_progress), [], plan.in_progress, settings.storage_backend(), console
             )
             outcome = others if outcome is None else outcome.merged(others)
         assert outcome is not None
@@ -150,7 +150,7 @@ def backfill(
             for warning in ops.configuration_drift(web, settings):
                 console.print(f"[yellow]Warning:[/yellow] {warning}")
             try:
-                plan = ops.plan_via_webserver(web, window, settings.duckdb_path, force)
+                plan = ops.plan_via_webserver(web, window, settings.storage_backend(), force)
             except StorageError as exc:
                 _cannot_plan(console, exc)
             _print_plan(console, plan, compact_ranges, settings, wait_)
@@ -167,7 +167,7 @@ def backfill(
                 ops.webserver_statuses(web),
                 plan.requested,
                 plan.in_progress,
-                settings.duckdb_path,
+                settings.storage_backend(),
                 console,
                 web=web,
                 backfill_id=backfill_id,
@@ -242,7 +242,7 @@ def plan_command(days: int | None, start: dt.datetime | None, end: dt.datetime |
     settings = _settings()
     window = _window_or_target(days, start, end, settings, option="--days")
     try:
-        stored = read_stored_rows(settings.duckdb_path, window)
+        stored = read_stored_rows(settings.storage_backend(), window)
     except StorageError as exc:
         click.echo(f"Cannot plan: {exc}", err=True)
         sys.exit(1)
@@ -306,7 +306,7 @@ def status(target_days: int | None, as_json: bool, no_instance: bool) -> None:
     settings = _settings()  # validates STX_TARGET_DAYS by name (a click envvar error would only name the option)
     # The same window validation as `backfill`.
     window = _window_or_target(target_days, None, None, settings, option="--target-days")
-    report = build_report(settings.duckdb_path, len(window), with_instance=not no_instance, window=window)
+    report = build_report(settings.storage_backend(), len(window), with_instance=not no_instance, window=window)
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else render_text(report))
     sys.exit(report.exit_code)
 
@@ -319,7 +319,7 @@ def dashboard() -> None:
 
     settings = _settings()
     try:
-        result = build_dashboard_from_path(settings.duckdb_path, settings.public_dir)
+        result = build_dashboard_from_path(settings.storage_backend(), settings.public_dir)
     except (DashboardSourceError, StorageError) as exc:
         click.echo(f"Dashboard not built: {exc}", err=True)
         sys.exit(1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stx_pipeline.storage import NothingStoredError, day_counts
-from stx_pipeline.storage.backend import open_storage
+from stx_pipeline.storage.backend import Storage, as_storage
 
 MATERIALIZED = "MATERIALIZED"
 FAILED = "FAILED"
@@ -67,14 +67,14 @@ class DayPlan:
 
 
 def read_stored_rows(
-    db_path: str | Path, days: Iterable[dt.date], timeout_s: float | None = None
+    db_path: Storage | str | Path, days: Iterable[dt.date], timeout_s: float | None = None
 ) -> dict[dt.date, int]:
     """Rows per day in DuckDB (one grouped query over the window, read-only); 0 for every day when nothing was
     ingested yet. Raises StorageError when the history cannot be read (not a database, a directory, locked for
     longer than `timeout_s`): an unreadable path must never pass for "stored"."""
     wanted = list(days)
     try:
-        with open_storage(db_path).read_connection(timeout_s) as conn:
+        with as_storage(db_path).read_connection(timeout_s) as conn:
             return day_counts(conn, wanted)
     except NothingStoredError:
         return dict.fromkeys(wanted, 0)

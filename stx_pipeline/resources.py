@@ -1,14 +1,11 @@
-"""Dagster resources: the Hiro API client configuration and the DuckDB writer connection."""
+"""Dagster resources: the Hiro API client's configuration and the storage of the history, built from settings."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from typing import Literal
 
 import dagster as dg
-import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -16,8 +13,8 @@ from stx_pipeline.hiro import HiroClient
 from stx_pipeline.hiro.client import Logger
 from stx_pipeline.hiro.strategy import DayFetcher
 from stx_pipeline.settings import Settings
-from stx_pipeline.storage import StorageError, check_database_path, is_lock_error
-from stx_pipeline.storage.backend import open_storage
+from stx_pipeline.storage import StorageError
+from stx_pipeline.storage.backend import Storage, open_storage
 
 
 class HiroApiResource(dg.ConfigurableResource):
@@ -53,65 +50,49 @@ class HiroApiResource(dg.ConfigurableResource):
         return DayFetcher(client, self.strategy, page_workers=self.page_workers, logger=logger)
 
 
-@contextmanager
-def write_connection(resource: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived read-write connection that is closed even when the write fails.
+class StorageResource(dg.ConfigurableResource):
+    """Where the transaction history lives (STX_STORAGE): the DuckDB file, opened through dagster-duckdb's
+    DuckDBResource (it retries the file lock on open), or a DuckLake lake. The assets and the sensor take it;
+    `backend()` is the Dagster-free storage the ingest loop, the dashboard and the CLI use
+    (`Settings.storage_backend()` builds the same from the environment)."""
 
-    STX_STORAGE picks the backend (stx_pipeline.storage.backend): the DuckDB file through this DuckDBResource
-    (it retries the file lock on open), or the DuckLake lake, where the resource is not used.
-    """
-    with ExitStack() as stack:
-        kind = None
-        try:
-            storage = open_storage(resource.database, resource)
-            kind = storage.kind
-            if kind == "duckdb":
-                check_database_path(resource.database)
-            conn = stack.enter_context(storage.write_connection())
-            # One thread for a day's insert: a second one speeds it little and doubles DuckDB's buffers.
-            conn.execute("SET threads = 1")
-        except (StorageError, duckdb.Error, OSError) as exc:
-            # The run's error message (not a stack trace); the file is never touched.
-            message = _open_error(resource.database, exc) if kind == "duckdb" else str(exc)
-            raise dg.Failure(description=message, allow_retries=False) from exc
-        yield conn
-
-
-def check_writable(resource: DuckDBResource) -> None:
-    """Before any fetch: fail the run at once when STX_DUCKDB_PATH cannot hold the database (a directory, a
-    path under a file, a read-only directory, a foreign file), instead of after a day's fetch and ~100 s of
-    DuckDBResource's open retries. A file locked by another process is not checked here: that one is waited for.
-    """
-    try:
-        kind = open_storage(resource.database, resource).kind
-    except StorageError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    if kind != "duckdb":
-        return  # the lake is checked when the first day is written
-    try:
-        check_database_path(resource.database)
-    except StorageError as exc:
-        raise dg.Failure(description=_open_error(resource.database, exc), allow_retries=False) from exc
-
-
-def _open_error(path: str, exc: BaseException) -> str:
-    parent = Path(path).parent
-    if isinstance(exc, StorageError):
-        text = str(exc)
-    elif parent.exists() and not parent.is_dir():
-        text = f"cannot create {path}: {parent} is a file, not a directory"
-    elif is_lock_error(exc):
-        return (
-            f"cannot write to {path}: another process holds it ({exc}). Stop the process that keeps the file "
-            "open (a stray `duckdb` shell or notebook), then re-run the failed days."
-        )
-    else:
-        text = f"cannot open {path} for writing: {exc}"
-    return (
-        f"{text}. Nothing was written; a file already there is left as it is. Check STX_DUCKDB_PATH: restore "
-        "the file from a backup or move it aside (a new one is then created), and make sure its directory is "
-        "writable; then re-run the failed days."
+    kind: Literal["duckdb", "ducklake"] = Field(default="duckdb", description="STX_STORAGE: duckdb or ducklake")
+    duckdb_path: str = Field(default="data/wallet_metrics.duckdb", description="STX_DUCKDB_PATH (kind duckdb)")
+    ducklake_catalog: str | None = Field(
+        default=None, description="STX_DUCKLAKE_CATALOG (kind ducklake); an EnvVar, since it may hold a password"
     )
+    ducklake_data_path: str = Field(default="data/lake", description="STX_DUCKLAKE_DATA_PATH (kind ducklake)")
+    lock_timeout_s: float = Field(default=120.0, description="STX_DUCKDB_LOCK_TIMEOUT_S: readers wait for a writer")
+    write_conflict_timeout_s: float = Field(
+        default=300.0, description="STX_WRITE_CONFLICT_TIMEOUT_S: DuckLake writers retry commit conflicts"
+    )
+
+    def backend(self) -> Storage:
+        try:
+            return open_storage(
+                self.kind,
+                duckdb_path=self.duckdb_path,
+                duckdb_resource=DuckDBResource(database=self.duckdb_path) if self.kind == "duckdb" else None,
+                ducklake_catalog=self.ducklake_catalog,
+                ducklake_data_path=self.ducklake_data_path,
+                lock_timeout_s=self.lock_timeout_s,
+                write_conflict_timeout_s=self.write_conflict_timeout_s,
+            )
+        except StorageError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StorageResource:
+        # EnvVar keeps a catalog's password out of the UI's config view and run records.
+        catalog = dg.EnvVar("STX_DUCKLAKE_CATALOG") if settings.ducklake_catalog else None
+        return cls(
+            kind=settings.storage,
+            duckdb_path=settings.duckdb_path,
+            ducklake_catalog=catalog,
+            ducklake_data_path=settings.ducklake_data_path,
+            lock_timeout_s=settings.duckdb_lock_timeout_s,
+            write_conflict_timeout_s=settings.write_conflict_timeout_s,
+        )
 
 
 def resources_from_env(settings: Settings) -> dict[str, dg.ConfigurableResource]:
@@ -126,5 +107,5 @@ def resources_from_env(settings: Settings) -> dict[str, dg.ConfigurableResource]
             requests_per_minute=settings.requests_per_minute,
             strategy=settings.api_strategy,
         ),
-        "duckdb": DuckDBResource(database=settings.duckdb_path),
+        "storage": StorageResource.from_settings(settings),
     }

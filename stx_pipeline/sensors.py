@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from stx_pipeline.assets.transactions import ASSET_KEY
 from stx_pipeline.days import chunk_runs, days_between, range_tags
 from stx_pipeline.partitions import day_statuses, pending_backfill_days
 from stx_pipeline.planning import estimate_fetch, read_stored_rows, with_pending
-from stx_pipeline.resources import HiroApiResource
+from stx_pipeline.resources import HiroApiResource, StorageResource
 from stx_pipeline.settings import STACKS_MAINNET_START, Settings
 from stx_pipeline.storage import StorageError
+from stx_pipeline.storage.backend import Storage
 
 
 class TopupPolicy(dg.ConfigurableResource):
@@ -108,11 +108,11 @@ def plan_topup(
 DUCKDB_LOCK_WAIT_S = 5.0
 
 
-def stored_rows_for_tick(db_path: str, days: list[dt.date], log: Any) -> dict[dt.date, int] | None:
+def stored_rows_for_tick(storage: Storage, days: list[dt.date], log: Any) -> dict[dt.date, int] | None:
     """Rows per day, or None ("unknown this tick") when DuckDB cannot be read: a writer holding the lock longer
     than `timeout_s`, or an unusable path. Unknown is neither "missing" (a re-fetch of everything) nor "stored"."""
     try:
-        return read_stored_rows(db_path, days, timeout_s=DUCKDB_LOCK_WAIT_S)
+        return read_stored_rows(storage, days, timeout_s=DUCKDB_LOCK_WAIT_S)
     except StorageError as exc:
         log.warning(f"daily_topup: DuckDB not read this tick, deciding from the instance alone: {exc}")
         return None
@@ -130,15 +130,15 @@ def build_daily_topup(*, running: bool) -> dg.SensorDefinition:
         "materialized but absent from DuckDB, and a re-fetch of the day before yesterday once a day.",
     )
     def daily_topup(
-        context: dg.SensorEvaluationContext, topup: TopupPolicy, duckdb: DuckDBResource, hiro: HiroApiResource
+        context: dg.SensorEvaluationContext, topup: TopupPolicy, storage: StorageResource, hiro: HiroApiResource
     ) -> dg.SensorResult:
-        return _evaluate(context, topup, duckdb, hiro)
+        return _evaluate(context, topup, storage, hiro)
 
     return daily_topup
 
 
 def _evaluate(
-    context: dg.SensorEvaluationContext, topup: TopupPolicy, duckdb: DuckDBResource, hiro: HiroApiResource
+    context: dg.SensorEvaluationContext, topup: TopupPolicy, storage: StorageResource, hiro: HiroApiResource
 ) -> dg.SensorResult:
     now = topup.now()
     first_partition = dt.date.fromisoformat(topup.start_date)
@@ -154,7 +154,7 @@ def _evaluate(
         if days
         else {}
     )
-    stored = stored_rows_for_tick(duckdb.database, days, context.log) if days else {}
+    stored = stored_rows_for_tick(storage.backend(), days, context.log) if days else {}
     planned = plan_topup(
         now,
         statuses,

@@ -16,10 +16,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from stx_pipeline.storage.backend import Storage
 
 STACKS_MAINNET_START = dt.date(2021, 1, 14)
 API_STRATEGIES = ("v1", "v3", "auto")
@@ -96,6 +99,12 @@ class ServiceSettings(BaseSettings):
     ui_url: str = "http://127.0.0.1:3000"
     # Pid files and logs of `make up`; unset: .run/ in the project.
     run_dir: str | None = None
+    # Credentials for a UI behind the authenticating proxy (deploy/caddy): basic auth, or a bearer token for an
+    # OIDC front such as oauth2-proxy. Environment only (no CLI option); SecretStr keeps them out of reprs.
+    # Only the CLI uses them (operations/webserver.py checks they are complete), never the code location.
+    ui_user: str | None = None
+    ui_password: SecretStr | None = None
+    ui_token: SecretStr | None = None
 
     @field_validator("ui_port", "simulator_port", mode="before")
     @classmethod
@@ -106,6 +115,9 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _url(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip().rstrip("/")
+        if "@" in value.split("://", 1)[-1].split("/", 1)[0]:
+            # user:password@host would be printed with every link to the UI; the message must not repeat it.
+            raise ValueError(f"{_variable(info)} must not hold credentials: set STX_UI_USER and STX_UI_PASSWORD")
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"{_variable(info)}={value!r} must start with http:// or https://")
         return value
@@ -237,6 +249,20 @@ class Settings(ServiceSettings):
     @classmethod
     def from_env(cls) -> Settings:
         return super().from_env()  # type: ignore[no-any-return]
+
+    def storage_backend(self) -> Storage:
+        """The history these settings point at (STX_STORAGE): the DuckDB file or the DuckLake lake. The code
+        location's StorageResource opens the same (stx_pipeline.resources)."""
+        from stx_pipeline.storage.backend import open_storage
+
+        return open_storage(
+            self.storage,
+            duckdb_path=self.duckdb_path,
+            ducklake_catalog=self.ducklake_catalog,
+            ducklake_data_path=self.ducklake_data_path,
+            lock_timeout_s=self.duckdb_lock_timeout_s,
+            write_conflict_timeout_s=self.write_conflict_timeout_s,
+        )
 
 
 def _describe(error: Any) -> str:

@@ -8,11 +8,10 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from stx_pipeline.assets.transactions import ASSET_KEY
 from stx_pipeline.hiro.client import DEFAULT_RPM_WITHOUT_KEY
-from stx_pipeline.resources import HiroApiResource
+from stx_pipeline.resources import HiroApiResource, StorageResource
 from stx_pipeline.schema import TABLE
 from stx_pipeline.sensors import TopupPolicy, build_daily_topup, plan_topup
 from stx_pipeline.storage import ensure_schema
@@ -56,7 +55,7 @@ def sensor_context(
         instance=instance,
         resources={
             "topup": TopupPolicy(delay_hours=2, target_days=target_days, days_per_run=days_per_run, fixed_now=now),
-            "duckdb": DuckDBResource(database=str(db or DB)),
+            "storage": StorageResource(duckdb_path=str(db or DB)),
             "hiro": HiroApiResource(base_url="http://127.0.0.1:9"),  # never called: the budget is read
         },
     )
@@ -189,6 +188,7 @@ def test_rows_lost_from_one_day_are_seen_even_though_the_file_is_there(instance)
     assert spans(tick(instance, "2025-03-11T05:00:00")) == ["lost@2025-03-11:2025-03-07", "refetch:2025-03-09"]
 
 
+@pytest.mark.slow  # starts a process: another process holds the DuckDB lock
 def test_a_duckdb_file_locked_by_a_writer_is_unknown_for_the_tick_neither_missing_nor_stored(instance, capfd):
     materialize_days(instance, [dt.date(2025, 3, d) for d in range(6, 10)])  # 03-10 missing in both
     with lock_held_by_another_process(DB, seconds=60):

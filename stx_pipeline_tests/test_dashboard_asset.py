@@ -62,11 +62,11 @@ def ingest(sim: SimulatorServer, db: Path, first: dt.date, last: dt.date, instan
 def build(
     db: Path, out: Path, instance: dg.DagsterInstance | None = None, *, raise_on_error: bool = True
 ) -> dg.ExecuteInProcessResult:
-    from dagster_duckdb import DuckDBResource
+    from stx_pipeline.resources import StorageResource
 
     return dg.materialize(
         [wallet_dashboard, page_totals_match_duckdb],
-        resources={"duckdb": DuckDBResource(database=str(db))},
+        resources={"storage": StorageResource(duckdb_path=str(db))},
         run_config={"ops": {"wallet_dashboard": {"config": {"public_dir": str(out)}}}},
         instance=instance or dg.DagsterInstance.ephemeral(),
         raise_on_error=raise_on_error,
@@ -130,12 +130,12 @@ def test_check_fails_when_the_page_disagrees_with_duckdb(small_chain, db_path, t
     assert build(db_path, out, instance).success
     # New rows land after the page was built: the check, run alone, must notice the stale totals.
     write_days(db_path, small_chain, [FIRST + dt.timedelta(days=1)])
-    from dagster_duckdb import DuckDBResource
+    from stx_pipeline.resources import StorageResource
 
     result = dg.materialize(
         [wallet_dashboard, page_totals_match_duckdb],
         selection=dg.AssetSelection.checks(page_totals_match_duckdb),
-        resources={"duckdb": DuckDBResource(database=str(db_path))},
+        resources={"storage": StorageResource(duckdb_path=str(db_path))},
         instance=instance,
         raise_on_error=False,
     )
@@ -189,11 +189,16 @@ def test_no_database_or_table_fails_clearly(tmp_path):
     assert not (tmp_path / "public" / "index.html").exists()
 
 
+@pytest.mark.slow  # starts a process: another process holds the DuckDB lock
 def test_build_waits_for_a_writer_to_release_the_lock(small_chain, db_path, tmp_path):
     """A writer holding the file (another process) only delays the rebuild; it reads read-only meanwhile."""
     write_days(db_path, small_chain, [FIRST])
-    with lock_held_by_another_process(db_path, 2):
-        assert build(db_path, tmp_path / "public").success
+    with lock_held_by_another_process(db_path, 2) as holder:
+        result = build(db_path, tmp_path / "public")
+        assert holder.poll() is not None  # it returned only once the writer had let go of the file
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()  # and the page it wrote holds the day's rows
+    assert check.passed and check.metadata["duckdb_transactions"].value == small_chain.day_total(FIRST)
 
 
 # --- automation ----------------------------------------------------------------------------------------------

@@ -67,8 +67,9 @@ def test_storage_settings_are_validated(monkeypatch):
     monkeypatch.setenv("STX_STORAGE", "sqlite")
     with pytest.raises(SettingsError, match="must be one of duckdb, ducklake"):
         Settings.from_env()
-    with pytest.raises(StorageError, match="must be one of"):
-        open_storage("x.duckdb")
+    # Storage reads no environment: the kind is the caller's (the settings' or the resource's) to say.
+    with pytest.raises(StorageError, match="unknown storage backend 'sqlite'"):
+        open_storage("sqlite", duckdb_path="x.duckdb")
 
 
 def test_the_duckdb_backend_never_loads_an_extension(monkeypatch, tmp_path, small_chain):
@@ -81,18 +82,20 @@ def test_the_duckdb_backend_never_loads_an_extension(monkeypatch, tmp_path, smal
     monkeypatch.setattr(backend_module, "extension_file", refuse)
     monkeypatch.delenv("STX_STORAGE", raising=False)
     db = tmp_path / "w.duckdb"
-    storage = open_storage(db)
-    assert isinstance(storage, DuckDBFileStorage)
+    monkeypatch.setenv("STX_DUCKDB_PATH", str(db))
+    storage = Settings.from_env().storage_backend()
+    assert isinstance(storage, DuckDBFileStorage) and storage.path == str(db)
     day = last_complete_day()
     with storage.write_connection() as conn:
         replace_day(conn, day, day_table(small_chain, day))
-    report = build_report(str(db), 1, with_instance=False)
+    report = build_report(storage, 1, with_instance=False)
     assert report.error is None and report.total_transactions == small_chain.day_total(day)
 
 
 # --- against PostgreSQL --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # starts a process: PostgreSQL
 def test_the_storage_sql_runs_unchanged_on_the_lake(tmp_path, small_chain, postgres_server: PostgresServer):  # noqa: F811
     lake = lake_for(postgres_server, tmp_path, "lake_sql")
     file = DuckDBFileStorage(str(tmp_path / "w.duckdb"))
@@ -119,6 +122,7 @@ def test_the_storage_sql_runs_unchanged_on_the_lake(tmp_path, small_chain, postg
         pass
 
 
+@pytest.mark.slow  # starts a process: PostgreSQL
 def test_a_write_conflict_is_recognised_and_the_day_retried(tmp_path, small_chain, postgres_server: PostgresServer):  # noqa: F811
     lake = lake_for(postgres_server, tmp_path, "lake_conflict")
     day_a, day_b = FIRST, FIRST + dt.timedelta(days=1)
@@ -142,10 +146,10 @@ def _materialize_days(first: str, last: str, env: dict[str, str]) -> tuple[str, 
     """One backfill run in a fresh process: stx_transactions over [first, last] into the lake."""
     os.environ.update(env)  # the settings the definitions are built from (STX_START_DATE)
     import dagster as dg
-    from dagster_duckdb import DuckDBResource
 
     from stx_pipeline.definitions import defs
-    from stx_pipeline.resources import HiroApiResource
+    from stx_pipeline.resources import HiroApiResource, StorageResource
+    from stx_pipeline.settings import Settings
 
     stx_transactions = defs().get_assets_def("stx_transactions")
 
@@ -153,7 +157,7 @@ def _materialize_days(first: str, last: str, env: dict[str, str]) -> tuple[str, 
         [stx_transactions],
         resources={
             "hiro": HiroApiResource(base_url=env["STX_API_URL"], requests_per_minute=0),
-            "duckdb": DuckDBResource(database=env["STX_DUCKDB_PATH"]),  # not opened with STX_STORAGE=ducklake
+            "storage": StorageResource.from_settings(Settings.from_env()),  # STX_STORAGE=ducklake: the lake
         },
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
         raise_on_error=False,
@@ -193,16 +197,15 @@ def test_thirty_days_by_eight_concurrent_runs_land_exactly_once(
     from stx_pipeline.dashboard import build_dashboard_from_path, compare_page_totals
     from stx_pipeline.operations.status import build_report
 
-    for key, value in lake_env(lake).items():
-        monkeypatch.setenv(key, value)
-    report = build_report(env["STX_DUCKDB_PATH"], 30, with_instance=False)
+    report = build_report(lake, 30, with_instance=False)
     assert report.error is None and report.days_covered == 30 and report.exit_code == 0, report
     assert "ducklake:postgres:" in report.database
-    page = build_dashboard_from_path(env["STX_DUCKDB_PATH"], tmp_path / "public")
+    page = build_dashboard_from_path(lake, tmp_path / "public")
     assert page.days_covered == 30
-    assert compare_page_totals(page.path, env["STX_DUCKDB_PATH"]).matches
+    assert compare_page_totals(page.path, lake).matches
 
 
+@pytest.mark.slow  # starts a process: PostgreSQL and the CLI
 def test_migrate_to_the_lake_and_back_keeps_every_day(tmp_path, small_chain, postgres_server: PostgresServer):  # noqa: F811
     lake = lake_for(postgres_server, tmp_path, "lake_migrate")
     source = tmp_path / "source.duckdb"

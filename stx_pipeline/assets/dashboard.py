@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from stx_pipeline.assets.transactions import ASSET_KEY as TRANSACTIONS_KEY
 from stx_pipeline.dashboard import DashboardSourceError, build_dashboard_from_path, compare_page_totals
 from stx_pipeline.dashboard.render import MAX_PAGE_BYTES
 from stx_pipeline.days import compact_ranges
+from stx_pipeline.resources import StorageResource
 from stx_pipeline.settings import Settings
 from stx_pipeline.storage import StorageError
 
@@ -59,16 +59,17 @@ class WalletDashboardConfig(dg.Config):
     ),
 )
 def wallet_dashboard(
-    context: dg.AssetExecutionContext, config: WalletDashboardConfig, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext, config: WalletDashboardConfig, storage: StorageResource
 ) -> dg.MaterializeResult:
-    # Only the path of the DuckDB resource is used: its connections are read-write and would take the
-    # writer's lock; connect_read_only waits through ingestion's short write windows instead.
+    # Read-only: the storage's read connection waits through ingestion's short write windows instead of
+    # taking the writer's lock.
     out_dir = config.resolved_public_dir()
+    history = storage.backend()
     started = time.monotonic()
     try:
-        result = build_dashboard_from_path(duckdb.database, out_dir)
+        result = build_dashboard_from_path(history, out_dir)
     except (DashboardSourceError, StorageError) as exc:
-        raise dg.Failure(description=str(exc), metadata={"duckdb_path": duckdb.database}) from exc
+        raise dg.Failure(description=str(exc), metadata={"duckdb_path": history.describe()}) from exc
     seconds = time.monotonic() - started
     missing = compact_ranges(result.missing_days)
     context.log.info(
@@ -105,7 +106,7 @@ def wallet_dashboard(
     name=CHECK_PAGE_TOTALS,
     description="Total transactions and fees embedded in the published page equal count(*) and sum(fee_ustx).",
 )
-def page_totals_match_duckdb(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+def page_totals_match_duckdb(context: dg.AssetCheckExecutionContext, storage: StorageResource) -> dg.AssetCheckResult:
     # The page checked is the one the latest materialization reported, wherever it was published.
     event = context.instance.get_latest_materialization_event(ASSET_KEY)
     materialization = event.asset_materialization if event else None
@@ -117,7 +118,7 @@ def page_totals_match_duckdb(context: dg.AssetCheckExecutionContext, duckdb: Duc
         return dg.AssetCheckResult(passed=False, metadata={"reason": f"{page} does not exist", "page": str(page)})
     # A rebuild or ingestion between the write and this read would show as a mismatch: rerun the check or
     # let the next rebuild (requested automatically after new days) settle it.
-    comparison = compare_page_totals(page, duckdb.database)
+    comparison = compare_page_totals(page, storage.backend())
     return dg.AssetCheckResult(
         passed=comparison.matches,
         metadata={

@@ -16,7 +16,7 @@ from stx_pipeline.dashboard.models import DashboardResult
 from stx_pipeline.dashboard.render import write_dashboard
 from stx_pipeline.schema import TABLE
 from stx_pipeline.storage import table_exists
-from stx_pipeline.storage.backend import open_storage
+from stx_pipeline.storage.backend import Storage, as_storage
 
 TOTALS_SCRIPT_ID = "stx-totals"
 NOT_INGESTED = "no transactions stored yet: backfill first"
@@ -27,16 +27,16 @@ class DashboardSourceError(RuntimeError):
 
 
 def build_dashboard_from_path(
-    db_path: str | os.PathLike[str], public_dir: str | os.PathLike[str], built_at: datetime | None = None
+    db_path: Storage | str | os.PathLike[str], public_dir: str | os.PathLike[str], built_at: datetime | None = None
 ) -> DashboardResult:
     """Read `db_path` read-only (waiting through writers' lock windows) and publish `public_dir/index.html`.
 
     Raises DashboardSourceError when no transaction has been stored yet, rather than publishing an empty page
     over a good one: a missing file or table means the pipeline was pointed at the wrong place or never ran.
     """
-    storage = open_storage(db_path)  # STX_STORAGE: this DuckDB file, or the DuckLake lake
+    storage = as_storage(db_path)  # a DuckDB file, or the DuckLake lake the settings chose
     if not storage.exists():
-        raise DashboardSourceError(f"{NOT_INGESTED} (no database at {Path(db_path)}; is STX_DUCKDB_PATH right?)")
+        raise DashboardSourceError(f"{NOT_INGESTED} (no database at {storage.describe()}; is STX_DUCKDB_PATH right?)")
     with storage.read_connection() as conn:
         if not table_exists(conn):
             raise DashboardSourceError(f"{NOT_INGESTED} (table {TABLE} does not exist in {storage.describe()})")
@@ -90,9 +90,9 @@ def page_totals(page: str | os.PathLike[str]) -> dict[str, object]:
     return value
 
 
-def compare_page_totals(page: str | os.PathLike[str], db_path: str | os.PathLike[str]) -> TotalsComparison:
+def compare_page_totals(page: str | os.PathLike[str], db_path: Storage | str | os.PathLike[str]) -> TotalsComparison:
     """The page's totals against `SELECT count(*), sum(fee_ustx)` over every stored row, read-only."""
-    with open_storage(db_path).read_connection() as conn:
+    with as_storage(db_path).read_connection() as conn:
         row = conn.execute(f"SELECT count(*), coalesce(sum(fee_ustx), 0) FROM {TABLE}").fetchone()
     count, fees = row if row else (0, 0)
     return TotalsComparison(page=page_totals(page), duckdb={"transactions": int(count), "fees_ustx": int(fees)})

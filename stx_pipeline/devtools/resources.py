@@ -6,9 +6,7 @@ from pathlib import Path
 
 
 def pipeline_resources(sim_url: str, db: Path, **hiro_overrides: object) -> dict[str, object]:
-    from dagster_duckdb import DuckDBResource
-
-    from stx_pipeline.resources import HiroApiResource
+    from stx_pipeline.resources import HiroApiResource, StorageResource
 
     hiro_config: dict[str, object] = {"base_url": sim_url, "requests_per_minute": 0, **hiro_overrides}
-    return {"hiro": HiroApiResource(**hiro_config), "duckdb": DuckDBResource(database=str(db))}
+    return {"hiro": HiroApiResource(**hiro_config), "storage": StorageResource(duckdb_path=str(db))}

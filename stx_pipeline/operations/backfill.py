@@ -33,6 +33,7 @@ from stx_pipeline.planning import (
 )
 from stx_pipeline.settings import Settings, dagster_home
 from stx_pipeline.storage import StorageError
+from stx_pipeline.storage.backend import Storage
 
 REQUIRED_DAEMONS = {"BACKFILL", "QUEUED_RUN_COORDINATOR"}
 
@@ -95,7 +96,7 @@ def _rate(rows: int, started: float) -> str:
 # -- through the webserver and daemon ------------------------------------------------------------
 
 
-def plan_via_webserver(web: DagsterWebserver, window: list[dt.date], db_path: str, force: bool) -> DayPlan:
+def plan_via_webserver(web: DagsterWebserver, window: list[dt.date], db_path: Storage | str, force: bool) -> DayPlan:
     """Raises StorageError when DuckDB cannot be read: the plan must not trust the instance alone."""
     stored = read_stored_rows(db_path, window)
     pending = _days(web.pending_backfill_days(ASSET_PATH))
@@ -134,7 +135,7 @@ def configuration_drift(web: DagsterWebserver, settings: Settings) -> list[str]:
             "daemon runs fetch from the latter. Restart with `make down && make up` (or reload the code location "
             "in the UI) after changing it, or use --in-process to run here with this shell's value."
         )
-    their_db = running.get("duckdb", {}).get("database")
+    their_db = running.get("storage", {}).get("duckdb_path")
     if their_db is not None and Path(their_db).resolve() != Path(settings.duckdb_path).resolve():
         warnings.append(
             f"this shell has STX_DUCKDB_PATH={settings.duckdb_path} but the running code location writes to "
@@ -156,7 +157,7 @@ def follow(
     read_statuses: StatusReader,
     requested: list[dt.date],
     in_progress: list[dt.date],
-    db_path: str,
+    db_path: Storage | str,
     console: Console,
     *,
     web: DagsterWebserver | None = None,
@@ -229,7 +230,7 @@ def instance_statuses(days: list[dt.date]) -> StatusReader:
     return read
 
 
-def plan_via_instance(window: list[dt.date], db_path: str, force: bool) -> DayPlan:
+def plan_via_instance(window: list[dt.date], db_path: Storage | str, force: bool) -> DayPlan:
     """Raises StorageError when DuckDB cannot be read: the plan must not trust the instance alone."""
     import dagster as dg
 

@@ -4,12 +4,14 @@ Each service runs in its own session (process group) with a pid file and a log u
 stops it and every child it spawned (code server, daemon, run workers) with SIGINT, the signal
 `dagster dev` shuts down cleanly on, then SIGTERM and SIGKILL if it lingers.
 
-    python -m stx_pipeline.operations.background up|down|status|logs [--with-simulator]
+    python -m stx_pipeline.operations.background [--host H --port P --simulator-port S] up|down|status|logs
+
+Defaults come from the settings (STX_UI_HOST, STX_UI_PORT, STX_SIMULATOR_PORT, STX_RUN_DIR): only the part
+`ServiceSettings` reads, so `make down` works even when a pipeline variable is wrong.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -18,10 +20,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import requests
 
+from stx_pipeline.settings import ServiceSettings, SettingsError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-RUN_DIR = Path(os.environ.get("STX_RUN_DIR", PROJECT_ROOT / ".run"))
+
+
+def default_run_dir() -> Path:
+    """STX_RUN_DIR, else .run/ in the project: where pid files and logs go."""
+    try:
+        configured = ServiceSettings.from_env().run_dir
+    except SettingsError as exc:
+        raise SystemExit(f"bad environment: {exc}") from None
+    return Path(configured) if configured else PROJECT_ROOT / ".run"
 
 
 @dataclass(frozen=True)
@@ -29,7 +42,7 @@ class Service:
     name: str
     argv: list[str]
     ready_url: str
-    run_dir: Path = RUN_DIR
+    run_dir: Path
 
     @property
     def pid_file(self) -> Path:
@@ -67,21 +80,21 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def dagster_service(host: str, port: int, run_dir: Path = RUN_DIR) -> Service:
+def dagster_service(host: str, port: int, run_dir: Path | None = None) -> Service:
     return Service(
         "dagster",
         [_bin("dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", host, "-p", str(port)],
         f"http://{host}:{port}/server_info",
-        run_dir,
+        run_dir or default_run_dir(),
     )
 
 
-def simulator_service(port: int, extra: list[str] | None = None, run_dir: Path = RUN_DIR) -> Service:
+def simulator_service(port: int, extra: list[str] | None = None, run_dir: Path | None = None) -> Service:
     return Service(
         "simulator",
         [_bin("stx-pipeline"), "simulate", "--port", str(port), *(extra or [])],
         f"http://127.0.0.1:{port}/extended",
-        run_dir,
+        run_dir or default_run_dir(),
     )
 
 
@@ -190,35 +203,64 @@ def up(dagster: Service, env: dict[str, str], timeout_s: float = 180.0) -> int:
     return pid
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="background", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status", "logs"])
-    parser.add_argument("--host", default=os.environ.get("STX_UI_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("STX_UI_PORT", "3000")))
-    parser.add_argument("--with-simulator", action="store_true", help="also the API simulator (demo)")
-    parser.add_argument("--simulator-port", type=int, default=int(os.environ.get("STX_SIMULATOR_PORT", "3999")))
-    args = parser.parse_args(argv)
-    dagster = dagster_service(args.host, args.port)
-    simulator = simulator_service(args.simulator_port)
-    services = [simulator, dagster]
-    if args.action == "up":
-        if args.with_simulator:
-            start(simulator)
-        up(dagster, {"DAGSTER_HOME": os.environ.get("DAGSTER_HOME", str(PROJECT_ROOT))})
-        print(f"Dagster UI: http://{args.host}:{args.port}")
-    elif args.action == "down":
-        if not any([stop(dagster), stop(simulator)]):
-            print("nothing running")
-    elif args.action == "status":
-        for service in services:
-            pid = service.pid()
-            print(f"{service.name}: {f'running (pid {pid})' if pid else 'stopped'}")
-    elif args.action == "logs":
-        files = [str(s.log_file) for s in services if s.log_file.exists()]
-        if not files:
-            print("no logs yet: `make up` first")
-            return
-        os.execvp("tail", ["tail", "-n", "100", "-F", *files])
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--host", default=None, help="Where the UI listens [default: STX_UI_HOST, else 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="[default: STX_UI_PORT, else 3000]")
+@click.option("--simulator-port", type=int, default=None, help="[default: STX_SIMULATOR_PORT, else 3999]")
+@click.pass_context
+def main(ctx: click.Context, host: str | None, port: int | None, simulator_port: int | None) -> None:
+    """Background processes of `make up` / `make down`: Dagster (webserver + daemon) and the simulator."""
+    try:
+        settings = ServiceSettings.from_env()
+    except SettingsError as exc:
+        raise click.UsageError(f"bad environment: {exc}") from None
+    host = host or settings.ui_host
+    port = port or settings.ui_port
+    ctx.obj = {
+        "host": host,
+        "port": port,
+        "dagster": dagster_service(host, port),
+        "simulator": simulator_service(simulator_port or settings.simulator_port),
+    }
+
+
+@main.command(name="up")
+@click.option("--with-simulator", is_flag=True, help="Also the API simulator (demo).")
+@click.pass_obj
+def up_command(services: dict, with_simulator: bool) -> None:
+    """Start Dagster in the background; returns once its daemon is healthy."""
+    if with_simulator:
+        start(services["simulator"])
+    up(services["dagster"], {"DAGSTER_HOME": os.environ.get("DAGSTER_HOME", str(PROJECT_ROOT))})
+    print(f"Dagster UI: http://{services['host']}:{services['port']}")
+
+
+@main.command(name="down")
+@click.pass_obj
+def down_command(services: dict) -> None:
+    """Stop everything `up` (or `make demo`) started."""
+    if not any([stop(services["dagster"]), stop(services["simulator"])]):
+        print("nothing running")
+
+
+@main.command(name="status")
+@click.pass_obj
+def status_command(services: dict) -> None:
+    """Which services are running."""
+    for service in (services["simulator"], services["dagster"]):
+        pid = service.pid()
+        print(f"{service.name}: {f'running (pid {pid})' if pid else 'stopped'}")
+
+
+@main.command(name="logs")
+@click.pass_obj
+def logs_command(services: dict) -> None:
+    """Follow the services' logs."""
+    files = [str(s.log_file) for s in (services["simulator"], services["dagster"]) if s.log_file.exists()]
+    if not files:
+        print("no logs yet: `make up` first")
+        return
+    os.execvp("tail", ["tail", "-n", "100", "-F", *files])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from stx_pipeline.operations.background import (
     start,
     wait_for_daemon,
 )
+from stx_pipeline.settings import ServiceSettings
 
 DEMO_DIR = PROJECT_ROOT / "demo"
 
@@ -42,9 +43,8 @@ def demo_env(sim_port: int, days: int) -> dict[str, str]:
 
 def main() -> None:
     days = int(os.environ.get("DAYS", "14"))
-    host = os.environ.get("STX_UI_HOST", "127.0.0.1")
-    port = int(os.environ.get("STX_UI_PORT", "3000"))
-    sim_port = int(os.environ.get("STX_SIMULATOR_PORT", "3999"))
+    services = ServiceSettings.from_env()
+    host, port, sim_port = services.ui_host, services.ui_port, services.simulator_port
     env = {**os.environ, **demo_env(sim_port, days)}
     ui = f"http://{host}:{port}"
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from stx_pipeline.days import ASSET_NAME, ASSET_PATH, compact_ranges, days_between, last_complete_day
-from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
+from stx_pipeline.operations.webserver import DagsterWebserver, WebserverAuthError, WebserverError
 from stx_pipeline.operations.window import expand_status_ranges
 from stx_pipeline.planning import FAILED, IN_PROGRESS, MATERIALIZED, normalise, with_pending
 from stx_pipeline.schema import TABLE, USER_TX_TYPES
 from stx_pipeline.settings import dagster_home
 from stx_pipeline.storage import StorageError, table_exists
-from stx_pipeline.storage.backend import Storage, open_storage
+from stx_pipeline.storage.backend import DuckDBFileStorage, Storage, as_storage
 
 EXIT_COMPLETE = 0
 EXIT_ERROR = 1
@@ -129,6 +129,8 @@ def read_instance(window: list[dt.date], web: DagsterWebserver | None = None) ->
             pending = {dt.date.fromisoformat(k) for k in web.pending_backfill_days(ASSET_PATH)}
             statuses = with_pending(expand_status_ranges(web.partition_ranges(ASSET_PATH)), pending)
             return InstanceView(statuses, web.latest_backfill(), "webserver")
+        except WebserverAuthError:
+            raise  # the proxy wants a login: say what to set rather than read some other instance
         except WebserverError:
             pass
     home = dagster_home()
@@ -159,7 +161,7 @@ def _instance_part(report: StatusReport, window: list[dt.date], web: DagsterWebs
 
 
 def build_report(
-    db_path: str,
+    db_path: Storage | str,
     target_days: int,
     *,
     with_instance: bool = True,
@@ -171,9 +173,9 @@ def build_report(
         end = last_complete_day(now)
         window = days_between(end - dt.timedelta(days=target_days - 1), end)
     target_days = len(window)
-    path = Path(db_path)
-    storage = open_storage(db_path)  # STX_STORAGE: this DuckDB file (no extension loaded), or the DuckLake lake
-    is_file = storage.kind == "duckdb"
+    storage = as_storage(db_path)  # a DuckDB file (no extension loaded), or the DuckLake lake the settings chose
+    is_file = isinstance(storage, DuckDBFileStorage)
+    path = Path(storage.path) if is_file else Path()
     report = StatusReport(
         database=str(path.resolve()) if is_file else storage.describe(),
         database_bytes=path.stat().st_size if is_file and path.is_file() else None,

@@ -2,18 +2,21 @@
 
 Used to launch partition backfills (the daemon then runs them with the asset's backfill policy) and to
 read progress. No `import dagster` here: `stx-pipeline status` must answer fast.
+
+A team server's UI sits behind an authenticating proxy (deploy/caddy, docs/DEPLOY.md): the credentials come from the
+environment only (STX_UI_USER + STX_UI_PASSWORD, or STX_UI_TOKEN), never from a command-line option (visible in
+`ps`), and no message here ever repeats a password or token.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
-
-DEFAULT_UI_URL = "http://127.0.0.1:3000"
+from requests.auth import AuthBase, HTTPBasicAuth
 
 # The text of dagster_graphql.client.query.LAUNCH_PARTITION_BACKFILL_MUTATION, trimmed to what we read.
 LAUNCH_BACKFILL = """
@@ -121,8 +124,67 @@ class WebserverError(Exception):
     """The webserver (or its daemon) is not there or refused the request; the message says what to do."""
 
 
+class WebserverAuthError(WebserverError):
+    """The proxy in front of the webserver wants other credentials (401/403, a redirect to a login page)."""
+
+
+HOW_TO_LOG_IN = (
+    "set STX_UI_USER and STX_UI_PASSWORD (basic auth at the proxy), or STX_UI_TOKEN (a bearer token), in the "
+    "environment or the project's .env; never on the command line"
+)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class BearerAuth(AuthBase):
+    """`Authorization: Bearer <token>`: what an OIDC front such as oauth2-proxy accepts from scripts."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+@dataclass(frozen=True)
+class Login:
+    """Credentials for the UI's proxy and how to name them in messages (the user, never the secret)."""
+
+    auth: AuthBase
+    described: str
+
+
+def ui_login(url: str) -> Login | None:
+    """The UI credentials from the environment (the settings' ui_user / ui_password / ui_token), or None.
+
+    Refuses half a login and credentials over plain http:// to another machine (basic auth is only encoded)."""
+    from stx_pipeline.settings import ServiceSettings
+
+    settings = ServiceSettings.from_env()
+    user, password, token = settings.ui_user, settings.ui_password, settings.ui_token
+    if (user is None) != (password is None):
+        raise WebserverAuthError("STX_UI_USER and STX_UI_PASSWORD go together: set both, or neither")
+    if token is not None and user is not None:
+        raise WebserverAuthError("Set STX_UI_TOKEN or STX_UI_USER / STX_UI_PASSWORD, not both")
+    if user is None and token is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+        raise WebserverAuthError(
+            f"STX_UI_URL={url} is plain http to another machine: the UI credentials would cross the network "
+            "readable. Use the proxy's https:// address."
+        )
+    if token is not None:
+        return Login(BearerAuth(token.get_secret_value()), "STX_UI_TOKEN")
+    assert password is not None
+    return Login(HTTPBasicAuth(user, password.get_secret_value()), f"STX_UI_USER={user!r}")
+
+
 def ui_url() -> str:
-    return os.environ.get("STX_UI_URL", "").strip().rstrip("/") or DEFAULT_UI_URL
+    """STX_UI_URL (the settings' ui_url), else the default."""
+    from stx_pipeline.settings import ServiceSettings
+
+    return ServiceSettings.from_env().ui_url
 
 
 @dataclass(frozen=True)
@@ -142,29 +204,74 @@ class BackfillProgress:
 class DagsterWebserver:
     def __init__(self, url: str | None = None, timeout_s: float = 10.0) -> None:
         self.url = (url or ui_url()).rstrip("/")
+        if urlsplit(self.url).password is not None:
+            raise WebserverAuthError(f"The UI URL must not hold credentials: {HOW_TO_LOG_IN}")
         self.timeout_s = timeout_s
         self.session = requests.Session()
+        self.login: Login | None = None
+        self._login_read = False
+
+    def _authorize(self) -> None:
+        """Read the credentials at the first request, so a bad pair is reported like any refusal."""
+        if not self._login_read:
+            self.login = ui_login(self.url)
+            self.session.auth = self.login.auth if self.login else None
+            self._login_read = True
 
     def query(self, text: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._authorize()
         try:
             response = self.session.post(
                 f"{self.url}/graphql",
                 json={"query": text, "variables": variables or {}},
                 timeout=self.timeout_s,
+                allow_redirects=False,  # a proxy's redirect to a login page is no GraphQL answer
             )
         except requests.RequestException:
             raise WebserverError(
                 f"No Dagster webserver answers at {self.url}. Start one with `make up` "
                 "(or run the days in this process with `stx-pipeline backfill --in-process`)."
             ) from None
+        if response.status_code in (401, 403) or response.is_redirect:
+            raise WebserverAuthError(self._refusal(response))
         if response.status_code != 200:
             raise WebserverError(f"The webserver at {self.url} answered HTTP {response.status_code} to GraphQL")
-        payload = response.json()
+        try:
+            payload = response.json()
+        except ValueError:
+            raise WebserverError(
+                f"{self.url}/graphql answered HTTP 200 with no GraphQL JSON: is STX_UI_URL the Dagster UI?"
+            ) from None
         if payload.get("errors"):
             raise WebserverError(f"GraphQL error from {self.url}: {payload['errors'][0].get('message')}")
         return payload["data"]
 
+    def _refusal(self, response: requests.Response) -> str:
+        """What was refused and what to set; names the user or the variable, never the secret."""
+        status = response.status_code
+        if response.is_redirect:
+            target = response.headers.get("location", "")
+            ours, theirs = urlsplit(self.url), urlsplit(target)
+            if ours.scheme == "http" and theirs.scheme == "https" and theirs.hostname == ours.hostname:
+                return f"{self.url} redirects to https (HTTP {status}): set STX_UI_URL to the https:// address"
+            return (
+                f"{self.url}/graphql redirects to {target or 'another page'} (HTTP {status}), a login page for "
+                f"people: scripts log in with a token; {HOW_TO_LOG_IN}"
+            )
+        if self.login is None:
+            return f"The UI at {self.url} asks for a login (HTTP {status}): {HOW_TO_LOG_IN}."
+        if status == 401:
+            return (
+                f"The UI at {self.url} refused the login of {self.login.described} (HTTP 401): check "
+                "STX_UI_PASSWORD / STX_UI_TOKEN against the account the proxy knows (docs/DEPLOY.md)."
+            )
+        return (
+            f"The UI at {self.url} knows {self.login.described} but forbids it (HTTP 403): ask the operator for "
+            "access, or set another account in STX_UI_USER / STX_UI_PASSWORD (or STX_UI_TOKEN)."
+        )
+
     def is_up(self) -> bool:
+        self._authorize()
         try:
             self.session.get(f"{self.url}/server_info", timeout=min(self.timeout_s, 2.0))
         except requests.RequestException:

@@ -1,8 +1,12 @@
 """The one place that opens the transaction history: the embedded DuckDB file or a DuckLake lake.
 
-    STX_STORAGE=duckdb    (default) one file, STX_DUCKDB_PATH; one writer process at a time.
-    STX_STORAGE=ducklake  a DuckLake lake: catalog in PostgreSQL (STX_DUCKLAKE_CATALOG), Parquet data files under
-                          STX_DUCKLAKE_DATA_PATH; many concurrent writers, conflicts retried by `replace_day`.
+    kind "duckdb"    (default) one file, STX_DUCKDB_PATH; one writer process at a time.
+    kind "ducklake"  a DuckLake lake: catalog in PostgreSQL (STX_DUCKLAKE_CATALOG), Parquet data files under
+                     STX_DUCKLAKE_DATA_PATH; many concurrent writers, conflicts retried by `replace_day`.
+
+Which one is the caller's to say (`open_storage(kind, ...)`, from the settings' STX_STORAGE): nothing here reads
+the environment, and a plain path always means that DuckDB file (`as_storage`). In a run the choice comes from
+the code location's `StorageResource` (stx_pipeline.resources), in the CLI from `Settings.storage_backend()`.
 
 Both hand out plain DuckDB connections on which the table is simply `stx_transactions` (DuckLake: `USE lake`),
 so every SQL function of duckdb_store (replace_day, day_counts, ...) and the dashboard run unchanged.
@@ -27,7 +31,13 @@ from typing import Any, Protocol
 import duckdb
 import tenacity
 
-from stx_pipeline.storage.duckdb_store import NothingStoredError, StorageError, connect_read_only
+from stx_pipeline.storage.duckdb_store import (
+    READ_LOCK_TIMEOUT_S,
+    WRITE_CONFLICT_TIMEOUT_S,
+    NothingStoredError,
+    StorageError,
+    connect_read_only,
+)
 
 LAKE_ALIAS = "lake"
 # (extension, pip package, import name)
@@ -40,6 +50,8 @@ class Storage(Protocol):
     """What writers and readers need; `kind` is "duckdb" or "ducklake"."""
 
     kind: str
+    # How long a write retries commit conflicts with concurrent writers (DuckLake); see replace_day.
+    write_conflict_timeout_s: float
 
     def describe(self) -> str:
         """Where the history is, for messages and `status`."""
@@ -63,6 +75,8 @@ class DuckDBFileStorage:
     path: str
     # dagster_duckdb.DuckDBResource when called from an asset (it retries the lock on open); None: duckdb.connect.
     resource: Any = field(default=None, compare=False)
+    lock_timeout_s: float = READ_LOCK_TIMEOUT_S  # readers wait this long for a writer's lock
+    write_conflict_timeout_s: float = WRITE_CONFLICT_TIMEOUT_S
     kind: str = "duckdb"
 
     def describe(self) -> str:
@@ -90,7 +104,7 @@ class DuckDBFileStorage:
             conn.close()
 
     def read_connection(self, timeout_s: float | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        return connect_read_only(self.path, timeout_s)
+        return connect_read_only(self.path, self.lock_timeout_s if timeout_s is None else timeout_s)
 
 
 def extension_file(extension: tuple[str, str, str]) -> Path:
@@ -119,6 +133,7 @@ def _is_local(path: str) -> bool:
 class DuckLakeStorage:
     catalog: str  # "postgres:dbname=... host=..." or a DuckDB catalog file path; a leading "ducklake:" is optional
     data_path: str
+    write_conflict_timeout_s: float = WRITE_CONFLICT_TIMEOUT_S
     kind: str = "ducklake"
 
     @property
@@ -200,34 +215,32 @@ class DuckLakeStorage:
 
 
 def open_storage(
-    duckdb_path: str | os.PathLike[str],
-    duckdb_resource: Any = None,
+    kind: str,
     *,
-    kind: str | None = None,
+    duckdb_path: str | os.PathLike[str] = "",
+    duckdb_resource: Any = None,
     ducklake_catalog: str | None = None,
-    ducklake_data_path: str | None = None,
+    ducklake_data_path: str = "data/lake",
+    lock_timeout_s: float = READ_LOCK_TIMEOUT_S,
+    write_conflict_timeout_s: float = WRITE_CONFLICT_TIMEOUT_S,
 ) -> Storage:
-    """The storage selected by STX_STORAGE (or `kind`): the DuckDB file at `duckdb_path`, or the configured lake.
-
-    Callers keep passing the DuckDB path they always had; with STX_STORAGE=ducklake it is simply not used.
-    """
-    from stx_pipeline.settings import Settings, SettingsError
-
-    if kind is None:
-        try:
-            settings = Settings.from_env()
-        except SettingsError as exc:
-            raise StorageError(str(exc)) from exc
-        kind = settings.storage
-        ducklake_catalog = ducklake_catalog or settings.ducklake_catalog
-        ducklake_data_path = ducklake_data_path or settings.ducklake_data_path
+    """The history of `kind` ("duckdb": the file at `duckdb_path`; "ducklake": the lake of `ducklake_catalog`)."""
     if kind == "duckdb":
-        return DuckDBFileStorage(str(duckdb_path), duckdb_resource)
+        if not str(duckdb_path):
+            raise StorageError("the duckdb backend needs a database path (STX_DUCKDB_PATH)")
+        return DuckDBFileStorage(str(duckdb_path), duckdb_resource, lock_timeout_s, write_conflict_timeout_s)
     if kind == "ducklake":
         if not ducklake_catalog:
             raise StorageError("the ducklake backend needs a catalog (STX_DUCKLAKE_CATALOG)")
-        return DuckLakeStorage(ducklake_catalog, ducklake_data_path or "data/lake")
+        return DuckLakeStorage(ducklake_catalog, ducklake_data_path, write_conflict_timeout_s)
     raise StorageError(f"unknown storage backend {kind!r} (duckdb or ducklake)")
+
+
+def as_storage(target: Storage | str | os.PathLike[str]) -> Storage:
+    """`target` itself when it is a storage; a path is that DuckDB file (never a lake chosen elsewhere)."""
+    if isinstance(target, (str, os.PathLike)):
+        return DuckDBFileStorage(str(target))
+    return target
 
 
 __all__ = [
@@ -235,6 +248,7 @@ __all__ = [
     "DuckDBFileStorage",
     "DuckLakeStorage",
     "Storage",
+    "as_storage",
     "extension_file",
     "open_storage",
 ]

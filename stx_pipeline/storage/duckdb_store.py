@@ -21,8 +21,12 @@ import tenacity
 from stx_pipeline.days import day_bounds
 from stx_pipeline.schema import COLUMN_NAMES, CONTENT_COLUMNS, CREATE_TABLE_SQL, TABLE
 
-# A reader waits this long at most for a writer's short window to end before giving up.
-READ_LOCK_TIMEOUT_S = float(os.environ.get("STX_DUCKDB_LOCK_TIMEOUT_S", "120"))
+# A reader waits this long at most for a writer's short window to end before giving up. The default of
+# STX_DUCKDB_LOCK_TIMEOUT_S: the settings pass the configured value in (stx_pipeline.storage.backend); storage
+# reads no environment.
+READ_LOCK_TIMEOUT_S = 120.0
+# How long a DuckLake writer retries commit conflicts: the default of STX_WRITE_CONFLICT_TIMEOUT_S.
+WRITE_CONFLICT_TIMEOUT_S = 300.0
 
 
 class StorageError(Exception):
@@ -49,14 +53,19 @@ def is_write_conflict(exc: BaseException) -> bool:
 # DuckLake writers replacing different days still conflict at commit (both touch the one table); retrying the whole
 # day's transaction with randomized exponential backoff lands every day (see docs/DEPLOY.md). The embedded file has
 # one writer at a time, so there this never triggers.
-WRITE_CONFLICT_RETRY = {
-    "retry": tenacity.retry_if_exception(is_write_conflict),
-    "wait": tenacity.wait_random_exponential(multiplier=0.1, max=5.0),
-    "stop": tenacity.stop_after_delay(float(os.environ.get("STX_WRITE_CONFLICT_TIMEOUT_S", "300"))),
-    "reraise": True,
-    # Visible in the run's logs: frequent retries mean too many writers for one table's commit rate.
-    "before_sleep": tenacity.before_sleep_log(logging.getLogger(__name__), logging.INFO),
-}
+def write_conflict_retry(timeout_s: float = WRITE_CONFLICT_TIMEOUT_S) -> dict[str, Any]:
+    """tenacity.Retrying arguments retrying a whole transaction on write conflicts for up to `timeout_s`."""
+    return {
+        "retry": tenacity.retry_if_exception(is_write_conflict),
+        "wait": tenacity.wait_random_exponential(multiplier=0.1, max=5.0),
+        "stop": tenacity.stop_after_delay(timeout_s),
+        "reraise": True,
+        # Visible in the run's logs: frequent retries mean too many writers for one table's commit rate.
+        "before_sleep": tenacity.before_sleep_log(logging.getLogger(__name__), logging.INFO),
+    }
+
+
+WRITE_CONFLICT_RETRY = write_conflict_retry()
 
 
 def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
@@ -69,7 +78,9 @@ def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
 REORG_REACH = dt.timedelta(days=2)
 
 
-def replace_day(conn: duckdb.DuckDBPyConnection, day: dt.date, rows: Any) -> int:
+def replace_day(
+    conn: duckdb.DuckDBPyConnection, day: dt.date, rows: Any, *, conflict_timeout_s: float = WRITE_CONFLICT_TIMEOUT_S
+) -> int:
     """Replace one UTC day (half-open on burn_block_time) with `rows` in ONE transaction.
 
     `rows` is an Arrow table (or anything DuckDB scans) with the schema's columns in order. A tx_id
@@ -100,7 +111,7 @@ def replace_day(conn: duckdb.DuckDBPyConnection, day: dt.date, rows: Any) -> int
             raise
 
     try:
-        tenacity.Retrying(**WRITE_CONFLICT_RETRY)(attempt)  # type: ignore[arg-type]
+        tenacity.Retrying(**write_conflict_retry(conflict_timeout_s))(attempt)
     finally:
         conn.unregister("incoming_day")
     return len(rows)
@@ -197,10 +208,11 @@ def connect_read_only(
             f"no database at {db_path}: nothing has been ingested yet (run a backfill first), "
             "or STX_DUCKDB_PATH points elsewhere"
         )
+    wait_s = READ_LOCK_TIMEOUT_S if timeout_s is None else timeout_s
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_lock_error),
         wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
-        stop=tenacity.stop_after_delay(READ_LOCK_TIMEOUT_S if timeout_s is None else timeout_s),
+        stop=tenacity.stop_after_delay(wait_s),
         reraise=True,
     )
     try:
@@ -208,7 +220,7 @@ def connect_read_only(
     except duckdb.IOException as exc:
         if is_lock_error(exc):
             raise StorageError(
-                f"{db_path} stayed locked by another process for {READ_LOCK_TIMEOUT_S:.0f}s; a long write is "
+                f"{db_path} stayed locked by another process for {wait_s:.0f}s; a long write is "
                 "running (or a stuck process holds the file): try again, or stop the process holding it"
             ) from exc
         raise StorageError(f"cannot open {db_path}: {exc}. Is it a DuckDB database file?") from exc
