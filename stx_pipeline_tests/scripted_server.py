@@ -1,7 +1,7 @@
 """A real HTTP server on 127.0.0.1 that answers from a script, for exact client behaviour tests.
 
 Each queued answer is used once, in order; when the queue is empty the default answer repeats.
-Every request (path, query, headers) is recorded.
+Every request (GET or POST; path, query, headers) is recorded.
 """
 
 from __future__ import annotations
@@ -49,6 +49,11 @@ class ScriptedServer:
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def do_POST(self) -> None:
+                # GraphQL clients post; the body is read (keep-alive) and answered from the same script.
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.do_GET()
 
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
