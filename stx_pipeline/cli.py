@@ -96,11 +96,10 @@ def _cannot_plan(console, exc: Exception) -> NoReturn:
 @click.option(
     "--confirm-above",
     type=click.IntRange(min=0),
-    envvar="STX_CONFIRM_ABOVE_DAYS",
     default=None,
-    help="Ask (or want --yes) above this many days to fetch [default: 90; env STX_CONFIRM_ABOVE_DAYS].",
+    help="Ask (or want --yes) above this many days to fetch [default: STX_CONFIRM_ABOVE_DAYS, else 90].",
 )
-@click.option("--ui-url", envvar="STX_UI_URL", default="http://127.0.0.1:3000", show_default=True)
+@click.option("--ui-url", default=None, help="The Dagster webserver [default: STX_UI_URL, else http://127.0.0.1:3000].")
 def backfill(
     days: int | None,
     start: dt.datetime | None,
@@ -110,7 +109,7 @@ def backfill(
     in_process: bool,
     yes: bool,
     confirm_above: int | None,
-    ui_url: str,
+    ui_url: str | None,
 ) -> None:
     """Launch a partition backfill of stx_transactions over a window of days."""
     from rich.console import Console
@@ -118,13 +117,12 @@ def backfill(
     from stx_pipeline.days import compact_ranges
     from stx_pipeline.operations import backfill as ops
     from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
-    from stx_pipeline.planning import CONFIRM_ABOVE_DAYS
     from stx_pipeline.storage import StorageError
 
     settings = _settings()
     console = Console(stderr=False)
     window = _window(days, start, end, settings)
-    threshold = CONFIRM_ABOVE_DAYS if confirm_above is None else confirm_above
+    threshold = settings.confirm_above_days if confirm_above is None else confirm_above
 
     if in_process:
         try:
@@ -268,8 +266,8 @@ def plan_command(days: int | None, start: dt.datetime | None, end: dt.datetime |
 
 @main.command()
 @click.option("--id", "backfill_id", help="The backfill to cancel; default: the latest one.")
-@click.option("--ui-url", envvar="STX_UI_URL", default="http://127.0.0.1:3000", show_default=True)
-def cancel(backfill_id: str | None, ui_url: str) -> None:
+@click.option("--ui-url", default=None, help="The Dagster webserver [default: STX_UI_URL, else http://127.0.0.1:3000].")
+def cancel(backfill_id: str | None, ui_url: str | None) -> None:
     """Cancel a running backfill (days already written stay; a later backfill fetches the rest)."""
     from stx_pipeline.operations.webserver import DagsterWebserver, WebserverError
 

@@ -24,9 +24,6 @@ MISSING = "MISSING"
 # GraphQL says MATERIALIZING where the Python API says IN_PROGRESS.
 _ALIASES = {"MATERIALIZING": IN_PROGRESS}
 
-# Above this many days to fetch, `backfill` asks first (or wants --yes): 90 days is ~1.8 h at the keyless budget.
-CONFIRM_ABOVE_DAYS = 90
-
 # A mainnet-like day of ~5,000 transactions: 105 v1 pages on average (docs/BACKFILL.md, "How long it takes");
 # v3 measured 101-109 requests for such days (docs/API_STRATEGIES.md, "Requests per day").
 MAINNET_REQUESTS_PER_DAY = 105
