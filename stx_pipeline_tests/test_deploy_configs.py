@@ -1,9 +1,11 @@
 """Every file in deploy/ loads: instance files through Dagster's own schema (and for real on PostgreSQL), the
-workspaces through Dagster's workspace schema, compose/Helm YAML, the systemd units as INI, the Dockerfile."""
+workspaces through Dagster's workspace schema, compose/Helm YAML, the systemd units as INI, the Dockerfile, the
+proxy's environment against its Caddyfile (the Caddyfile itself runs for real in test_auth_proxy_e2e.py)."""
 
 from __future__ import annotations
 
 import configparser
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -77,7 +79,7 @@ def test_workspaces_pass_dagsters_schema(path):
 def test_compose_file():
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "code", "webserver", "daemon"}
+    assert set(services) == {"postgres", "code", "webserver", "daemon", "proxy"}
     assert services["code"]["command"][:3] == ["dagster", "api", "grpc"]
     for name in ("code", "webserver", "daemon"):
         env = services[name]["environment"]
@@ -88,6 +90,15 @@ def test_compose_file():
                 assert (DEPLOY / source).exists(), volume
     assert "-w" in services["daemon"]["command"] and "-w" in services["webserver"]["command"]
     assert (DEPLOY / "compose" / "create-lake-db.sql").read_text().count("CREATE DATABASE lake") == 1
+    # Only the proxy is published; the webserver is reachable on the compose network alone.
+    assert [name for name, service in services.items() if service.get("ports")] == ["proxy"]
+    proxy = services["proxy"]
+    assert proxy["volumes"][0] == "./caddy/Caddyfile:/etc/caddy/Caddyfile:ro"
+    assert proxy["environment"]["STX_UI_UPSTREAM"] == "webserver:3000"
+    users = compose["secrets"][proxy["secrets"][0]]["file"]
+    assert proxy["environment"]["STX_UI_USERS_FILE"] == "/run/secrets/" + proxy["secrets"][0]
+    ignored = (PROJECT_ROOT / ".gitignore").read_text().splitlines()
+    assert "deploy/" + users.removeprefix("./") in ignored and "deploy/" + proxy["env_file"][2:] in ignored
 
 
 def test_helm_values():
@@ -98,6 +109,18 @@ def test_helm_values():
     assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
     assert values["postgresql"]["enabled"] is False
 
+    assert values["dagsterWebserver"]["service"]["type"] == "ClusterIP"  # no public service
+    assert "ingress" not in values
+
+
+def test_helm_ingress_asks_for_a_login_over_tls():
+    ingress = yaml.safe_load((DEPLOY / "helm" / "ingress-basic-auth.yaml").read_text())["ingress"]
+    annotations = ingress["annotations"]
+    assert ingress["enabled"] is True and annotations["kubernetes.io/ingress.class"] == "nginx"
+    assert annotations["nginx.ingress.kubernetes.io/auth-type"] == "basic"
+    assert annotations["nginx.ingress.kubernetes.io/auth-secret"] == "stx-ui-basic-auth"
+    assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+    assert ingress["dagsterWebserver"]["tls"] == {"enabled": True, "secretName": "stx-ui-tls"}
 
 @pytest.mark.parametrize("unit", sorted(p.name for p in (DEPLOY / "systemd").glob("*.service")))
 def test_systemd_units_parse(unit):
@@ -112,9 +135,35 @@ def test_systemd_units_parse(unit):
     if "-w" in argv:
         assert (PROJECT_ROOT / argv[argv.index("-w") + 1]).is_file()
     assert parser["Install"]["WantedBy"] == "multi-user.target"
+    if "-h" in argv:  # the UI and the code server listen on loopback only (Caddy is the way in)
+        assert argv[argv.index("-h") + 1] == "127.0.0.1"
 
 
 def test_the_systemd_environment_example_names_every_setting():
+def test_the_caddy_drop_in_and_environment_example_match_the_caddyfile():
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string((DEPLOY / "systemd" / "caddy.service.d" / "stx-ui.conf").read_text())
+    assert parser["Service"]["EnvironmentFile"] == "/etc/caddy/stx-ui.env"
+    example = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "caddy" / "stx-ui.env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    used = set(re.findall(r"\{\$(STX_[A-Z_]+)", (DEPLOY / "caddy" / "Caddyfile").read_text()))
+    assert set(example) == used == {"STX_UI_SITE", "STX_UI_USERS_FILE", "STX_UI_UPSTREAM", "STX_UI_ACCESS_LOG"}
+    assert example["STX_UI_UPSTREAM"] == "127.0.0.1:3000"
+
+
+def test_no_password_hash_or_ui_credential_in_deploy():
+    """The proxy's users file is made by the operator; no deploy file carries a hash or a UI password."""
+    for path in DEPLOY.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert not re.search(r"\$2[aby]?\$\d\d\$", text), path  # a bcrypt hash
+            assert not re.search(r"^\s*STX_UI_(PASSWORD|TOKEN)\s*[=:]", text, re.MULTILINE), path
+
+
     keys = {
         line.split("=", 1)[0]
         for line in (DEPLOY / "systemd" / "stx-pipeline.env.example").read_text().splitlines()
