@@ -21,6 +21,9 @@ from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, Sy
 os.environ.setdefault("STX_API_URL", "http://127.0.0.1:9")
 os.environ.setdefault("STX_START_DATE", "2024-11-01")
 
+# A test that starts a process must be marked slow: checked while the tests run (tiers.py).
+pytest_plugins = ("stx_pipeline_tests.tiers",)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SMALL_DAY_TXS = 400  # small days keep the suite fast; paging still spans several pages per day
 

@@ -91,6 +91,7 @@ def test_every_4xx_of_the_spec_is_the_same_error_schema() -> None:
     assert OPENAPI["info"]["version"] == "9.0.2"
 
 
+@pytest.mark.slow  # every page of several days through the JSON schema (~8 s)
 def test_v1_list_pages_conform_to_the_source_schema(sim: SimulatorServer, http: requests.Session) -> None:
     start, end = day_bounds(DAY)
     params = {"start_time": start, "end_time": end, "sort_by": "burn_block_time", "order": "asc", "limit": 50}

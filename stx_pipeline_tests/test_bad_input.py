@@ -23,6 +23,9 @@ from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, Sy
 from stx_pipeline.storage import day_content_hash, day_counts
 from stx_pipeline_tests.conftest import SMALL_DAY_TXS
 
+# Every test runs the stx-pipeline CLI in a subprocess, as a user would.
+pytestmark = pytest.mark.slow
+
 START = os.environ["STX_START_DATE"]  # conftest: 2024-11-01
 DAY = dt.date(2025, 3, 1)
 PLANTED_KEY = "hiro-planted-key-bad-input-41c9"

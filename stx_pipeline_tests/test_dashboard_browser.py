@@ -36,6 +36,8 @@ from stx_pipeline.storage import replace_day
 from stx_pipeline_tests.conftest import PROJECT_ROOT
 from stx_pipeline_tests.test_dashboard_page import CHART_IDS
 
+pytestmark = pytest.mark.slow  # a headless browser
+
 REQUIRE_BROWSER = os.environ.get("STX_REQUIRE_BROWSER") == "1"
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 WIDTH = 1400

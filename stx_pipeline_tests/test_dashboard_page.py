@@ -240,6 +240,7 @@ console.log(JSON.stringify(drawn));
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.slow  # starts a process: node
 def test_chart_script_draws_every_chart(site: DashboardResult, tmp_path: Path) -> None:
     harness = tmp_path / "harness.js"
     harness.write_text(_NODE_HARNESS)

@@ -9,6 +9,7 @@ import sys
 
 import dagster as dg
 import duckdb
+import pytest
 
 from stx_pipeline_tests.conftest import PROJECT_ROOT
 
@@ -32,6 +33,7 @@ def _env(tmp_path, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # starts a process: the dagster CLI
 def test_dagster_definitions_validate_with_the_workspace(tmp_path):
     result = subprocess.run(
         [*DAGSTER, "definitions", "validate", "-w", "workspace.yaml"],
@@ -45,6 +47,7 @@ def test_dagster_definitions_validate_with_the_workspace(tmp_path):
     assert "passed validation" in result.stderr + result.stdout
 
 
+@pytest.mark.slow  # starts a process: the dagster CLI
 def test_dagster_asset_materialize_one_partition(tmp_path, simulator, small_chain):
     db = tmp_path / "cli.duckdb"
     day = dt.date(2025, 3, 1)
@@ -72,6 +75,7 @@ def test_dagster_asset_materialize_one_partition(tmp_path, simulator, small_chai
     assert stored == small_chain.day_total(day)
 
 
+@pytest.mark.slow  # starts a process: the dagster CLI
 def test_a_bad_setting_is_a_load_error_naming_the_variable_not_an_import_error(tmp_path):
     """Importing the module reads no configuration; Dagster's load of the code location (what the UI shows as
     the location's error) fails with the variable, its value and what is wrong, without a traceback into Dagster."""

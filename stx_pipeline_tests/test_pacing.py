@@ -143,6 +143,7 @@ def test_simulator_advertises_a_limit_only_when_it_has_one(chain: SyntheticChain
     assert headers["ratelimit-limit"] == "120" and headers["ratelimit-remaining"] == "119"
 
 
+@pytest.mark.slow  # measures a request rate over seconds of wall time
 def test_advertised_limit_below_the_budget_rules(chain: SyntheticChain) -> None:
     with SimulatorServer(chain, rpm_limit=120) as sim, HiroClient(sim.url, requests_per_minute=600) as client:
         rate = measured_rpm(sim, client, 13)
@@ -151,6 +152,7 @@ def test_advertised_limit_below_the_budget_rules(chain: SyntheticChain) -> None:
     assert 0.6 <= rate / 120 <= 1.0, rate
 
 
+@pytest.mark.slow  # measures a request rate over seconds of wall time
 def test_budget_below_the_advertised_limit_rules(chain: SyntheticChain) -> None:
     with SimulatorServer(chain, rpm_limit=600) as sim, HiroClient(sim.url, requests_per_minute=120) as client:
         rate = measured_rpm(sim, client, 13)

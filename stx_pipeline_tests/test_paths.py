@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import duckdb
+import pytest
 import requests
 
 from stx_pipeline.devtools.dagster_env import CLI, free_port
@@ -34,6 +35,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
     )
 
 
+@pytest.mark.slow  # starts a process: the CLI
 def test_cron_style_in_process_backfill_from_another_directory_uses_the_project(tmp_path, simulator, small_chain):
     """`DAGSTER_HOME=<project> stx-pipeline backfill --in-process` from elsewhere: the project's .env, one instance
     and one database, all in the project; a second run from another directory finds the day stored and requests

@@ -86,6 +86,7 @@ def test_stored_rows_come_from_duckdb_nothing_stored_is_zero_and_unreadable_is_a
         read_stored_rows(foreign, W)
 
 
+@pytest.mark.slow  # starts a process: another process holds the DuckDB lock
 def test_a_file_locked_by_a_writer_is_an_error_after_the_wait_never_zero_rows(tmp_path):
     db = tmp_path / "locked.duckdb"
     duckdb.connect(str(db)).close()
@@ -93,6 +94,7 @@ def test_a_file_locked_by_a_writer_is_an_error_after_the_wait_never_zero_rows(tm
         read_stored_rows(db, W, timeout_s=0.5)
 
 
+@pytest.mark.slow  # starts a process: the CLI
 def test_a_deleted_database_file_is_fetched_again_not_nothing_to_do(tmp_path, simulator, small_chain):
     """The issue's scenario: after deleting the DuckDB file only --force recovered the days."""
     env = env_for(tmp_path, simulator.url)
@@ -116,6 +118,7 @@ def test_a_deleted_database_file_is_fetched_again_not_nothing_to_do(tmp_path, si
     assert stored(env, last3) == {d: small_chain.day_total(d) for d in last3}
 
 
+@pytest.mark.slow  # starts a process: the CLI
 def test_an_unreadable_database_path_is_never_read_as_stored(tmp_path, simulator):
     env = env_for(tmp_path, simulator.url)
     assert cli(["backfill", "--days", "1", "--in-process"], env).returncode == 0
@@ -147,6 +150,7 @@ def test_the_estimate_follows_the_calls_per_day_table_and_the_budget():
     assert "no request budget" in estimate_fetch(3, requests_per_minute=0, keyed=False).describe()
 
 
+@pytest.mark.slow  # starts a process: the CLI
 def test_a_large_backfill_needs_yes_when_there_is_no_terminal_to_ask_on(tmp_path, simulator, small_chain):
     env = env_for(tmp_path, simulator.url, STX_CONFIRM_ABOVE_DAYS="2")
     refused = cli(["backfill", "--days", "3", "--in-process"], env)
@@ -163,6 +167,7 @@ def test_a_large_backfill_needs_yes_when_there_is_no_terminal_to_ask_on(tmp_path
     assert stored(env, last3) == {d: small_chain.day_total(d) for d in last3}
 
 
+@pytest.mark.slow  # starts a process: the CLI
 def test_the_default_threshold_is_90_days(tmp_path):
     env = env_for(tmp_path, "http://127.0.0.1:9")
     result = cli(["backfill", "--days", "91", "--in-process"], env, timeout=120)
@@ -170,6 +175,7 @@ def test_the_default_threshold_is_90_days(tmp_path):
     assert "91 days to fetch is more than 90" in text(result)
 
 
+@pytest.mark.slow  # starts a process: the CLI
 def test_plan_announces_the_topup_window_and_its_duration(tmp_path):
     env = env_for(tmp_path, "http://127.0.0.1:9", STX_DAILY_TOPUP="on", STX_TARGET_DAYS="180")
     env.pop("STX_REQUESTS_PER_MINUTE")
@@ -198,7 +204,10 @@ def _materialize(resources: dict[str, object], first: dt.date, last: dt.date, in
     )
 
 
-@pytest.mark.parametrize("kind", ["directory", "under_a_file", "read_only_directory"])
+# read_only_directory runs chattr (a process) when run as root.
+@pytest.mark.parametrize(
+    "kind", ["directory", "under_a_file", pytest.param("read_only_directory", marks=pytest.mark.slow)]
+)
 def test_an_unusable_database_path_fails_the_run_before_any_request(tmp_path, simulator, kind):
     if kind == "directory":
         db = tmp_path / "wallet_metrics.duckdb"

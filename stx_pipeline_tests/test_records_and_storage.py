@@ -168,6 +168,7 @@ def test_a_failed_write_keeps_the_old_day(tmp_path):
     conn.close()
 
 
+@pytest.mark.slow  # starts a process: another process holds the DuckDB lock
 def test_read_only_connection_waits_through_a_write_window(tmp_path):
     db = tmp_path / "t.duckdb"
     write(db, DAY, [record(i) for i in range(3)])
@@ -179,6 +180,7 @@ def test_read_only_connection_waits_through_a_write_window(tmp_path):
         assert time.monotonic() - started > 0.3
 
 
+@pytest.mark.slow  # starts a process: another process holds the DuckDB lock
 def test_read_only_gives_a_clear_error_for_missing_locked_and_foreign_files(tmp_path):
     with (
         pytest.raises(StorageError, match="nothing has been ingested yet"),

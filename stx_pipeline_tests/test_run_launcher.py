@@ -13,6 +13,8 @@ from dagster._core.launcher import WorkerStatus
 
 from stx_pipeline.run_launcher import LocalRunLauncher, worker_process_status
 
+pytestmark = pytest.mark.slow  # real worker processes
+
 
 @pytest.fixture
 def sleeper():

@@ -208,6 +208,7 @@ def test_hostile_strings_reach_popular_contracts() -> None:
     assert "<script>" in HOSTILE_CONTRACT_NAME and "DROP TABLE" in HOSTILE_FUNCTION_NAME
 
 
+@pytest.mark.slow  # generates months of chain (~6 s)
 def test_wallet_population_grows_and_retains(chain: SyntheticChain) -> None:
     days = [DAY + dt.timedelta(days=i) for i in range(14)]
     active = [{tx["sender_address"] for tx in chain.day_transactions(d)} for d in days]

@@ -103,6 +103,7 @@ def test_rematerializing_is_idempotent(simulator, db_path):
         assert duplicate_tx_ids(conn) == 0
 
 
+@pytest.mark.slow  # days fetched twice under injected faults (~8 s)
 def test_transient_faults_end_in_the_same_content(simulator, db_path, tmp_path):
     clean_db = tmp_path / "clean.duckdb"
     assert materialize(simulator, clean_db, partition=DAY.isoformat()).success

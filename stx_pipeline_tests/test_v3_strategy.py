@@ -163,6 +163,7 @@ def test_v3_records_convert_to_the_same_arrow_table_as_v1(sim):
     assert {r["tx_type"] for r in rows} >= {"coinbase", "tenure_change", "contract_call", "token_transfer"}
 
 
+@pytest.mark.slow  # days fetched twice under injected faults (~15 s)
 def test_v3_survives_transient_faults_with_the_same_content(sim, v1_week, tmp_path):
     sim.faults = FaultConfig(
         error_rate=0.1, reset_rate=0.03, truncate_rate=0.03, malformed_json_rate=0.03, burst_429_every=6, fault_seed=3
@@ -391,6 +392,7 @@ def _split_ends(chain: SyntheticChain, day: dt.date) -> tuple[bool, bool]:
     return start, end
 
 
+@pytest.mark.slow  # a fortnight fetched three ways (~30 s)
 def test_fortnight_lands_identically_through_v1_v3_and_auto(tmp_path):
     chain = SyntheticChain(ChainConfig(seed=11, txs_per_day=1500))
     # The premises: inversions at both midnights of some days, tenures over a v3 page, gaps in burn heights.
