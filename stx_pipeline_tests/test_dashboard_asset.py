@@ -190,7 +190,6 @@ def test_no_database_or_table_fails_clearly(tmp_path):
 
 
 @pytest.mark.slow  # starts a process: another process holds the DuckDB lock
-@pytest.mark.slow  # starts a process: another process holds the DuckDB lock
 def test_build_waits_for_a_writer_to_release_the_lock(small_chain, db_path, tmp_path):
     """A writer holding the file (another process) only delays the rebuild; it reads read-only meanwhile."""
     write_days(db_path, small_chain, [FIRST])

@@ -90,7 +90,6 @@ def test_compose_file():
             if source.startswith("./"):
                 assert (DEPLOY / source).exists(), volume
     assert "-w" in services["daemon"]["command"] and "-w" in services["webserver"]["command"]
-    assert (DEPLOY / "compose" / "create-lake-db.sql").read_text().count("CREATE DATABASE lake") == 1
     # Only the proxy is published; the webserver is reachable on the compose network alone.
     assert [name for name, service in services.items() if service.get("ports")] == ["proxy"]
     proxy = services["proxy"]
@@ -100,6 +99,7 @@ def test_compose_file():
     assert proxy["environment"]["STX_UI_USERS_FILE"] == "/run/secrets/" + proxy["secrets"][0]
     ignored = (PROJECT_ROOT / ".gitignore").read_text().splitlines()
     assert "deploy/" + users.removeprefix("./") in ignored and "deploy/" + proxy["env_file"][2:] in ignored
+    assert (DEPLOY / "compose" / "create-lake-db.sql").read_text().count("CREATE DATABASE lake") == 1
 
 
 def test_helm_values():
@@ -109,7 +109,6 @@ def test_helm_values():
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "stx_pipeline.definitions"]
     assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
     assert values["postgresql"]["enabled"] is False
-
     assert values["dagsterWebserver"]["service"]["type"] == "ClusterIP"  # no public service
     assert "ingress" not in values
 
@@ -123,6 +122,7 @@ def test_helm_ingress_asks_for_a_login_over_tls():
     assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
     assert ingress["dagsterWebserver"]["tls"] == {"enabled": True, "secretName": "stx-ui-tls"}
 
+
 @pytest.mark.parametrize("unit", sorted(p.name for p in (DEPLOY / "systemd").glob("*.service")))
 def test_systemd_units_parse(unit):
     parser = configparser.ConfigParser(interpolation=None, strict=True)
@@ -135,12 +135,11 @@ def test_systemd_units_parse(unit):
     assert Path(argv[0]).name in {"dagster", "dagster-webserver", "dagster-daemon"}
     if "-w" in argv:
         assert (PROJECT_ROOT / argv[argv.index("-w") + 1]).is_file()
-    assert parser["Install"]["WantedBy"] == "multi-user.target"
     if "-h" in argv:  # the UI and the code server listen on loopback only (Caddy is the way in)
         assert argv[argv.index("-h") + 1] == "127.0.0.1"
+    assert parser["Install"]["WantedBy"] == "multi-user.target"
 
 
-def test_the_systemd_environment_example_names_every_setting():
 def test_the_caddy_drop_in_and_environment_example_match_the_caddyfile():
     parser = configparser.ConfigParser(interpolation=None, strict=True)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
@@ -165,6 +164,7 @@ def test_no_password_hash_or_ui_credential_in_deploy():
             assert not re.search(r"^\s*STX_UI_(PASSWORD|TOKEN)\s*[=:]", text, re.MULTILINE), path
 
 
+def test_the_systemd_environment_example_names_every_setting():
     keys = {
         line.split("=", 1)[0]
         for line in (DEPLOY / "systemd" / "stx-pipeline.env.example").read_text().splitlines()
