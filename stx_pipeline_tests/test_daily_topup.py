@@ -189,7 +189,6 @@ def test_rows_lost_from_one_day_are_seen_even_though_the_file_is_there(instance)
 
 
 @pytest.mark.slow  # starts a process: another process holds the DuckDB lock
-@pytest.mark.slow  # starts a process: another process holds the DuckDB lock
 def test_a_duckdb_file_locked_by_a_writer_is_unknown_for_the_tick_neither_missing_nor_stored(instance, capfd):
     materialize_days(instance, [dt.date(2025, 3, d) for d in range(6, 10)])  # 03-10 missing in both
     with lock_held_by_another_process(DB, seconds=60):

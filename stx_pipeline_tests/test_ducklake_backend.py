@@ -96,7 +96,6 @@ def test_the_duckdb_backend_never_loads_an_extension(monkeypatch, tmp_path, smal
 
 
 @pytest.mark.slow  # starts a process: PostgreSQL
-@pytest.mark.slow  # starts a process: PostgreSQL
 def test_the_storage_sql_runs_unchanged_on_the_lake(tmp_path, small_chain, postgres_server: PostgresServer):  # noqa: F811
     lake = lake_for(postgres_server, tmp_path, "lake_sql")
     file = DuckDBFileStorage(str(tmp_path / "w.duckdb"))
@@ -123,7 +122,6 @@ def test_the_storage_sql_runs_unchanged_on_the_lake(tmp_path, small_chain, postg
         pass
 
 
-@pytest.mark.slow  # starts a process: PostgreSQL
 @pytest.mark.slow  # starts a process: PostgreSQL
 def test_a_write_conflict_is_recognised_and_the_day_retried(tmp_path, small_chain, postgres_server: PostgresServer):  # noqa: F811
     lake = lake_for(postgres_server, tmp_path, "lake_conflict")
@@ -207,7 +205,6 @@ def test_thirty_days_by_eight_concurrent_runs_land_exactly_once(
     assert compare_page_totals(page.path, lake).matches
 
 
-@pytest.mark.slow  # starts a process: PostgreSQL and the CLI
 @pytest.mark.slow  # starts a process: PostgreSQL and the CLI
 def test_migrate_to_the_lake_and_back_keeps_every_day(tmp_path, small_chain, postgres_server: PostgresServer):  # noqa: F811
     lake = lake_for(postgres_server, tmp_path, "lake_migrate")

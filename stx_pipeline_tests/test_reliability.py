@@ -47,7 +47,6 @@ def hashes(db: Path, wanted: list[dt.date]) -> dict[dt.date, str]:
 
 
 @pytest.mark.slow  # sixty days fetched through every fault class (~50 s)
-@pytest.mark.slow  # sixty days fetched through every fault class (~50 s)
 def test_thirty_days_under_every_fault_class_equal_a_fault_free_run(simulator, small_chain, tmp_path):
     clean, faulty = tmp_path / "clean.duckdb", tmp_path / "faulty.duckdb"
     for i in range(0, 30, 10):
@@ -122,7 +121,6 @@ WRITER_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow  # starts a process: the writer killed with SIGKILL
-@pytest.mark.slow  # starts a process: the writer killed with SIGKILL
 def test_kill_9_in_the_middle_of_a_day_write_leaves_the_old_day(simulator, small_chain, tmp_path):
     """The real replace_day, killed by SIGKILL after its DELETEs and INSERT ran, before its COMMIT."""
     db = tmp_path / "crash.duckdb"
@@ -155,7 +153,6 @@ def test_kill_9_in_the_middle_of_a_day_write_leaves_the_old_day(simulator, small
         assert day_counts(conn, THIRTY[:3]) == {d: small_chain.day_total(d) for d in THIRTY[:3]}
 
 
-@pytest.mark.slow  # starts a process: the run killed with SIGKILL
 @pytest.mark.slow  # starts a process: the run killed with SIGKILL
 def test_kill_9_of_a_multi_day_run_loses_nothing_and_a_rerun_completes(small_chain, tmp_path):
     """A run process killed after some days were committed: those days are whole, the rest absent."""
