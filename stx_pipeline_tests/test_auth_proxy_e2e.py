@@ -43,7 +43,9 @@ def proxy_required() -> bool:
     return os.environ.get("CI", "").lower() == "true" or os.environ.get("STX_REQUIRE_PROXY") == "1"
 
 
-def caddy_binary() -> str:
+@pytest.fixture
+def caddy() -> str:
+    """The caddy binary; asked for first, so a machine without it skips before Dagster starts."""
     found = shutil.which("caddy")
     if found:
         return found
@@ -76,8 +78,7 @@ class Proxy:
 
 
 @contextmanager
-def caddy_in_front_of(upstream: str, root: Path) -> Iterator[Proxy]:
-    binary = caddy_binary()
+def caddy_in_front_of(binary: str, upstream: str, root: Path) -> Iterator[Proxy]:
     root.mkdir(parents=True)
     password = secrets.token_urlsafe(18)
     # The operator's step, as docs/DEPLOY.md says: the password on stdin, never in argv.
@@ -141,7 +142,7 @@ def files_holding(root: Path, needles: list[bytes]) -> list[str]:
     ]
 
 
-def test_the_proxy_refuses_without_credentials_and_the_cli_works_with_them(tmp_path, simulator, small_chain):
+def test_the_proxy_refuses_without_credentials_and_the_cli_works_with_them(caddy, tmp_path, simulator, small_chain):
     env = pipeline_env(tmp_path, simulator.url)
     days = [last_complete_day() - dt.timedelta(days=1), last_complete_day()]
     mutation = {
@@ -153,7 +154,7 @@ def test_the_proxy_refuses_without_credentials_and_the_cli_works_with_them(tmp_p
             }
         },
     }
-    with dagster_dev(tmp_path, env) as ui, caddy_in_front_of(ui, tmp_path / "proxy") as proxy:
+    with dagster_dev(tmp_path, env) as ui, caddy_in_front_of(caddy, ui, tmp_path / "proxy") as proxy:
         tls = {"verify": proxy.ca_bundle, "timeout": 30}
         right = (USER, proxy.password)
         wrong = [None, (USER, proxy.password + "x"), ("intruder", proxy.password)]
@@ -203,10 +204,10 @@ def test_the_proxy_refuses_without_credentials_and_the_cli_works_with_them(tmp_p
     assert files_holding(Path(env["DAGSTER_HOME"]), secret) == []  # the instance: runs, event logs, compute logs
 
 
-def test_the_committed_caddyfile_fails_closed(tmp_path):
+def test_the_committed_caddyfile_fails_closed(caddy, tmp_path):
     """Complete, it validates; with no site, an empty or a missing users file Caddy refuses to start instead of
     serving without a login."""
-    binary = caddy_binary()
+    binary = caddy
     empty = tmp_path / "empty.users"
     empty.write_text("")
     hashed = subprocess.run(
