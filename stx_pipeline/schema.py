@@ -84,3 +84,13 @@ def arrow_schema() -> pa.Schema:
     import pyarrow as pa
 
     return pa.schema([(c.name, c.arrow_type) for c in COLUMNS])
+
+
+# A day is the UTC date of block_time. Integer arithmetic on the epoch keeps it independent of
+# the session TimeZone (a TIMESTAMPTZ -> DATE cast would use it) and is cheaper than ICU.
+# burn_block_time stands in when block_time is unknown (NOT NULL in the schema, block_time is not).
+DAY_EXPR = "(DATE '1970-01-01' + CAST(epoch_us(coalesce(block_time, burn_block_time)) // 86400000000 AS INTEGER))"
+
+# Mined = included in a block, whatever the outcome (fees are paid either way). Mempool states
+# are excluded explicitly so an unexpected new on-chain status still counts as activity.
+MINED_EXPR = "(tx_status IS NULL OR (tx_status <> 'pending' AND NOT starts_with(tx_status, 'dropped')))"

@@ -20,7 +20,9 @@ from stx_pipeline.planning import FAILED, IN_PROGRESS, MATERIALIZED, normalise, 
 from stx_pipeline.schema import TABLE, USER_TX_TYPES
 from stx_pipeline.settings import dagster_home
 from stx_pipeline.storage import StorageError, table_exists
+from stx_pipeline.storage.aggregates import first_seen_wallets
 from stx_pipeline.storage.backend import DuckDBFileStorage, Storage, as_storage
+from stx_pipeline.storage.ingest_record import read_records, record_exists, record_summary
 
 EXIT_COMPLETE = 0
 EXIT_ERROR = 1
@@ -32,7 +34,7 @@ class StatusReport:
     database: str
     database_bytes: int | None
     total_transactions: int = 0
-    unique_wallets: int = 0
+    unique_wallets: int | None = 0  # None: not known yet (the per-day aggregates have not been built)
     earliest_transaction: str | None = None
     latest_transaction: str | None = None
     target_days: int = 0
@@ -77,21 +79,30 @@ def _storage_part(report: StatusReport, window: list[dt.date], storage: Storage)
         if not table_exists(conn):
             report.missing_in_storage = compact_ranges(window)
             return
-        placeholders = ", ".join("?" for _ in USER_TX_TYPES)
-        total, wallets, earliest, latest = conn.execute(
-            f"SELECT count(*), count(DISTINCT sender_address) FILTER (WHERE tx_type IN ({placeholders})), "
-            f"min(burn_block_time), max(burn_block_time) FROM {TABLE}",
-            list(USER_TX_TYPES),
-        ).fetchone()
-        covered = {
-            row[0]
-            for row in conn.execute(
-                f"SELECT DISTINCT partition_date FROM {TABLE} WHERE partition_date >= ? AND partition_date <= ?",
-                [window[0], window[-1]],
-            ).fetchall()
-        }
+        if record_exists(conn):
+            # The per-day ingest record: a few thousand rows at most, so the same cost at any history size.
+            total, earliest, latest = record_summary(conn)
+            records = read_records(conn, window[0], window[-1])
+            covered = {day for day, rec in records.items() if rec["rows"] > 0}
+            wallets = first_seen_wallets(conn)
+        else:
+            # A database no writer has touched since the record was added (it is made on the next write):
+            # the old scan of the whole table.
+            placeholders = ", ".join("?" for _ in USER_TX_TYPES)
+            total, wallets, earliest, latest = conn.execute(
+                f"SELECT count(*), count(DISTINCT sender_address) FILTER (WHERE tx_type IN ({placeholders})), "
+                f"min(burn_block_time), max(burn_block_time) FROM {TABLE}",
+                list(USER_TX_TYPES),
+            ).fetchone()
+            covered = {
+                row[0]
+                for row in conn.execute(
+                    f"SELECT DISTINCT partition_date FROM {TABLE} WHERE partition_date >= ? AND partition_date <= ?",
+                    [window[0], window[-1]],
+                ).fetchall()
+            }
     report.total_transactions = int(total)
-    report.unique_wallets = int(wallets)
+    report.unique_wallets = None if wallets is None else int(wallets)
     report.earliest_transaction = earliest.astimezone(dt.UTC).isoformat() if earliest else None
     report.latest_transaction = latest.astimezone(dt.UTC).isoformat() if latest else None
     report.days_covered = len(covered)
@@ -215,7 +226,8 @@ def render_text(report: StatusReport) -> str:
     lines = [
         f"Database:            {report.database} ({_size(report.database_bytes)})",
         f"Transactions:        {report.total_transactions:,}",
-        f"Unique wallets:      {report.unique_wallets:,}",
+        "Unique wallets:      "
+        + ("- (build the dashboard to count them)" if report.unique_wallets is None else f"{report.unique_wallets:,}"),
         f"Earliest (UTC):      {report.earliest_transaction or '-'}",
         f"Latest (UTC):        {report.latest_transaction or '-'}",
         f"Target:              {report.target_days} days, {report.target_start} .. {report.target_end}",

@@ -20,6 +20,7 @@ import tenacity
 
 from stx_pipeline.days import day_bounds
 from stx_pipeline.schema import COLUMN_NAMES, CONTENT_COLUMNS, CREATE_TABLE_SQL, TABLE
+from stx_pipeline.storage.ingest_record import DayListing, ensure_record, record_day, recount_neighbours
 
 # A reader waits this long at most for a writer's short window to end before giving up. The default of
 # STX_DUCKDB_LOCK_TIMEOUT_S: the settings pass the configured value in (stx_pipeline.storage.backend); storage
@@ -79,7 +80,12 @@ REORG_REACH = dt.timedelta(days=2)
 
 
 def replace_day(
-    conn: duckdb.DuckDBPyConnection, day: dt.date, rows: Any, *, conflict_timeout_s: float = WRITE_CONFLICT_TIMEOUT_S
+    conn: duckdb.DuckDBPyConnection,
+    day: dt.date,
+    rows: Any,
+    *,
+    conflict_timeout_s: float = WRITE_CONFLICT_TIMEOUT_S,
+    listing: DayListing | None = None,
 ) -> int:
     """Replace one UTC day (half-open on burn_block_time) with `rows` in ONE transaction.
 
@@ -87,6 +93,10 @@ def replace_day(
     already stored under another day is moved: after a reorganisation the newest listing is the truth,
     and tx_id stays unique. On any error the transaction is rolled back and the day keeps its old rows;
     a write conflict with a concurrent writer (DuckLake) retries the whole transaction.
+
+    The same transaction upserts the day's ingest record (`listing`: the API's total, strategy, pages, requests)
+    and recounts the neighbouring days a moved tx left (storage.ingest_record); a database from before the
+    record gets it here, filled from its rows.
     """
     start, end = day_bounds(day)
     columns = ", ".join(COLUMN_NAMES)
@@ -96,6 +106,7 @@ def replace_day(
         conn.execute("BEGIN TRANSACTION")
         try:
             ensure_schema(conn)
+            ensure_record(conn)
             conn.execute(f"DELETE FROM {TABLE} WHERE burn_block_time >= ? AND burn_block_time < ?", [start, end])
             # Only neighbouring days can hold a moved tx (a Bitcoin reorg deep enough to move one further
             # is unheard of); bounding the scan keeps the write time flat as the history grows.
@@ -105,6 +116,9 @@ def replace_day(
                 [day - REORG_REACH, day + REORG_REACH],
             )
             conn.execute(f"INSERT INTO {TABLE} ({columns}) SELECT {columns} FROM incoming_day")
+            now = dt.datetime.now(dt.UTC)
+            record_day(conn, day, listing, now)
+            recount_neighbours(conn, day - REORG_REACH, day + REORG_REACH, now)
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
@@ -138,12 +152,25 @@ def day_counts(conn: duckdb.DuckDBPyConnection, days: Iterable[dt.date]) -> dict
     return counts
 
 
-def duplicate_tx_ids(conn: duckdb.DuckDBPyConnection) -> int:
-    """How many tx_ids are stored more than once (0 when the table is sound)."""
+def duplicate_tx_ids(conn: duckdb.DuckDBPyConnection, days: Iterable[dt.date] | None = None) -> int:
+    """How many tx_ids are stored more than once (0 when the table is sound).
+
+    `days`: only over those days and their reorg reach (±REORG_REACH), the only rows a write of those days can
+    have duplicated against (replace_day deletes a moved tx_id within that reach), so a run's check costs the
+    same at any history size. None: the whole table (`stx-pipeline audit`).
+    """
     if not table_exists(conn):
         return 0
+    where, params = "", []
+    if days is not None:
+        reach = REORG_REACH.days
+        # The days and their neighbours as a set: a run's days need not be contiguous (a gap and yesterday).
+        wanted = sorted({d + dt.timedelta(days=k) for d in days for k in range(-reach, reach + 1)})
+        if not wanted:
+            return 0
+        where, params = f"WHERE partition_date IN ({', '.join('?' for _ in wanted)})", wanted
     row = conn.execute(
-        f"SELECT count(*) FROM (SELECT tx_id FROM {TABLE} GROUP BY tx_id HAVING count(*) > 1)"
+        f"SELECT count(*) FROM (SELECT tx_id FROM {TABLE} {where} GROUP BY tx_id HAVING count(*) > 1)", params
     ).fetchone()
     return int(row[0]) if row else 0
 

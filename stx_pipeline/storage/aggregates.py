@@ -1,0 +1,180 @@
+"""Per-day aggregates of the transaction table, one partition per stored day, kept up to date incrementally.
+
+The dashboard's inputs, small beside the raw rows and rebuilt only for days whose raw rows changed:
+
+    agg_wallet_day   partition_date, day, address, n_tx, n_ok, fee_ustx, first_at, last_at, tx_types
+                     wallets' mined user transactions (schema.USER_TX_TYPES, schema.MINED_EXPR) per block-time
+                     day (`day`, schema.DAY_EXPR) within each stored partition
+    agg_type_day     partition_date, day, tx_type, tx_status, n_tx, fee_ustx, newest_at   (every stored row)
+    agg_built        partition_date, built_from: the ingest record's `changed_at` the partition was built from
+    wallet_first_seen address, first_day: each wallet's first active day over all partitions
+
+A partition is stale when its ingest record's `changed_at` differs from `built_from` (its raw rows were written,
+or a reorg moved a transaction out of it, since it was built: whoever wrote them) or when it has no aggregate
+yet. `refresh_day` replaces one partition in one transaction, and recomputes `wallet_first_seen` for the wallets
+that partition had or has, so a re-fetched old day that adds or removes a wallet's earliest activity moves its
+first-seen date (or drops the wallet) without rescanning anything but the aggregates of those wallets.
+
+No Dagster here; the `wallet_day_activity` asset and `stx-pipeline dashboard` both call `refresh_stale`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import duckdb
+
+from stx_pipeline.schema import DAY_EXPR, MINED_EXPR, TABLE, USER_TX_TYPES
+from stx_pipeline.storage.ingest_record import RECORD_TABLE, ensure_record, record_exists
+
+WALLET_DAY = "agg_wallet_day"
+TYPE_DAY = "agg_type_day"
+BUILT = "agg_built"
+FIRST_SEEN = "wallet_first_seen"
+
+CREATE_SQL = (
+    f"""CREATE TABLE IF NOT EXISTS {WALLET_DAY} (
+        partition_date DATE NOT NULL, day DATE NOT NULL, address VARCHAR NOT NULL, n_tx BIGINT NOT NULL,
+        n_ok BIGINT NOT NULL, fee_ustx BIGINT NOT NULL, first_at TIMESTAMPTZ, last_at TIMESTAMPTZ,
+        tx_types VARCHAR[])""",
+    f"""CREATE TABLE IF NOT EXISTS {TYPE_DAY} (
+        partition_date DATE NOT NULL, day DATE NOT NULL, tx_type VARCHAR NOT NULL, tx_status VARCHAR NOT NULL,
+        n_tx BIGINT NOT NULL, fee_ustx BIGINT NOT NULL, newest_at TIMESTAMPTZ)""",
+    f"CREATE TABLE IF NOT EXISTS {BUILT} (partition_date DATE NOT NULL, built_from TIMESTAMPTZ NOT NULL)",
+    f"CREATE TABLE IF NOT EXISTS {FIRST_SEEN} (address VARCHAR NOT NULL, first_day DATE NOT NULL)",
+)
+
+# One partition's aggregates from its raw rows; `$day` is the partition. The same SELECTs, without the
+# partition filter, are the from-scratch computation the tests compare against.
+WALLET_DAY_SELECT = f"""
+    SELECT partition_date, {DAY_EXPR} AS day, sender_address AS address, count(*) AS n_tx,
+           count(*) FILTER (WHERE tx_status = 'success') AS n_ok,
+           CAST(coalesce(sum(fee_ustx), 0) AS BIGINT) AS fee_ustx,
+           min(coalesce(block_time, burn_block_time)) AS first_at,
+           max(coalesce(block_time, burn_block_time)) AS last_at,
+           list_sort(list_distinct(list(tx_type))) AS tx_types
+    FROM {TABLE}
+    WHERE list_contains($user_types, tx_type) AND {MINED_EXPR} {{where}}
+    GROUP BY partition_date, day, address"""
+TYPE_DAY_SELECT = f"""
+    SELECT partition_date, {DAY_EXPR} AS day, coalesce(tx_type, 'unknown') AS tx_type,
+           coalesce(tx_status, 'unknown') AS tx_status, count(*) AS n_tx,
+           CAST(coalesce(sum(fee_ustx), 0) AS BIGINT) AS fee_ustx,
+           max(coalesce(block_time, burn_block_time)) AS newest_at
+    FROM {TABLE} {{where}}
+    GROUP BY ALL"""
+
+
+def _table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_catalog = current_database()",
+        [name],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def aggregates_exist(conn: duckdb.DuckDBPyConnection) -> bool:
+    return _table_exists(conn, BUILT)
+
+
+def ensure_aggregates(conn: duckdb.DuckDBPyConnection) -> None:
+    for sql in CREATE_SQL:
+        conn.execute(sql)
+
+
+def stale_days(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
+    """Partitions whose aggregates are missing or older than their raw rows, and aggregates of days no longer
+    recorded. Reads only the ingest record and agg_built (a few thousand rows)."""
+    if not record_exists(conn):
+        return []  # no writer has recorded anything yet (refresh_stale creates the record first)
+    if not aggregates_exist(conn):
+        return [r[0] for r in conn.execute(f"SELECT day FROM {RECORD_TABLE} ORDER BY day").fetchall()]
+    rows = conn.execute(
+        f"""SELECT coalesce(r.day, b.partition_date) AS day
+            FROM {RECORD_TABLE} r FULL OUTER JOIN {BUILT} b ON b.partition_date = r.day
+            WHERE r.day IS NULL OR b.partition_date IS NULL OR b.built_from IS DISTINCT FROM r.changed_at
+            ORDER BY day"""
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def refresh_day(conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:
+    """Replace partition `day`'s aggregates from its raw rows in ONE transaction (whole or not at all), and move
+    the first-seen dates of the wallets it had or has."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        ensure_aggregates(conn)
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE agg_touched AS SELECT DISTINCT address FROM {WALLET_DAY} "
+            "WHERE partition_date = ?",
+            [day],
+        )
+        conn.execute(f"DELETE FROM {WALLET_DAY} WHERE partition_date = ?", [day])
+        conn.execute(f"DELETE FROM {TYPE_DAY} WHERE partition_date = ?", [day])
+        conn.execute(f"DELETE FROM {BUILT} WHERE partition_date = ?", [day])
+        where = "AND partition_date = CAST($day AS DATE)"
+        conn.execute(
+            f"INSERT INTO {WALLET_DAY} {WALLET_DAY_SELECT.format(where=where)}",
+            {"user_types": list(USER_TX_TYPES), "day": day},
+        )
+        conn.execute(
+            f"INSERT INTO {TYPE_DAY} {TYPE_DAY_SELECT.format(where='WHERE partition_date = CAST($day AS DATE)')}",
+            {"day": day},
+        )
+        conn.execute(
+            f"INSERT INTO agg_touched SELECT DISTINCT address FROM {WALLET_DAY} WHERE partition_date = ?", [day]
+        )
+        # First-seen of only the wallets this partition touches: their earliest day over every partition's
+        # aggregates (old day re-fetched: a wallet's first day can move later, earlier, or vanish).
+        conn.execute(f"DELETE FROM {FIRST_SEEN} WHERE address IN (SELECT address FROM agg_touched)")
+        conn.execute(
+            f"""INSERT INTO {FIRST_SEEN}
+                SELECT address, min(day) FROM {WALLET_DAY}
+                WHERE address IN (SELECT address FROM agg_touched) GROUP BY address"""
+        )
+        conn.execute(
+            f"INSERT INTO {BUILT} SELECT day, changed_at FROM {RECORD_TABLE} WHERE day = ?",
+            [day],
+        )
+        conn.execute("DROP TABLE temp.agg_touched")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def drop_day(conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:
+    """Remove the aggregates of a day that is no longer recorded (same transaction rules as refresh_day)."""
+    refresh_day(conn, day)  # no raw rows and no record: deletes the partition and fixes first-seen dates
+
+
+def refresh_days(conn: duckdb.DuckDBPyConnection, days: Iterable[dt.date]) -> list[dt.date]:
+    """Refresh the given partitions (one transaction each); returns them in order."""
+    done = sorted(set(days))
+    for day in done:
+        refresh_day(conn, day)
+    return done
+
+
+def refresh_stale(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
+    """Bring every missing or stale partition up to date (the record is made first on a database from before
+    it); returns the days refreshed. Needs a read-write connection."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        if _table_exists(conn, TABLE):
+            ensure_record(conn)
+        ensure_aggregates(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return refresh_days(conn, stale_days(conn))
+
+
+def first_seen_wallets(conn: duckdb.DuckDBPyConnection) -> int | None:
+    """Wallets ever seen (from wallet_first_seen); None when the aggregates were never built."""
+    if not _table_exists(conn, FIRST_SEEN):
+        return None
+    row = conn.execute(f"SELECT count(*) FROM {FIRST_SEEN}").fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,151 @@
+"""The ingest record and the per-day aggregates on a real DuckDB file: written with each day, migrated onto an old
+database, bounded checks, and aggregates equal to a from-scratch computation after any sequence of replaces."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from stx_pipeline.operations.status import build_report
+from stx_pipeline.schema import CREATE_TABLE_SQL, TABLE, USER_TX_TYPES
+from stx_pipeline.storage import duplicate_tx_ids, replace_day
+from stx_pipeline.storage.aggregates import (
+    FIRST_SEEN,
+    TYPE_DAY,
+    TYPE_DAY_SELECT,
+    WALLET_DAY,
+    WALLET_DAY_SELECT,
+    refresh_stale,
+    stale_days,
+)
+from stx_pipeline.storage.ingest_record import RECORD_TABLE, DayListing, read_records
+
+D0 = dt.date(2025, 3, 1)
+
+
+def day_rows(conn: duckdb.DuckDBPyConnection, day: dt.date, n: int, seed: int, wallets: int = 7) -> pa.Table:
+    """`n` transactions of `day` (tx_ids from `seed`), senders among `wallets` addresses, some system rows."""
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    return conn.execute(
+        """SELECT printf('0x%08d%08d', $seed, i) AS tx_id, CAST($day AS DATE) AS partition_date,
+                   100 + i AS block_height, 'h' AS block_hash,
+                   $start + to_seconds(i * 60 + 30) AS block_time, $start + to_seconds(i * 60) AS burn_block_time,
+                   1 AS burn_block_height, CAST(i AS INTEGER) AS tx_index, NULL::BIGINT AS microblock_sequence,
+                   CASE WHEN i % 5 = 0 THEN 'coinbase' WHEN i % 2 = 0 THEN 'token_transfer'
+                        ELSE 'contract_call' END AS tx_type,
+                   CASE WHEN i % 7 = 3 THEN 'abort_by_response' ELSE 'success' END AS tx_status,
+                   'SP' || ((i * $seed) % $wallets) AS sender_address, false AS sponsored,
+                   NULL AS sponsor_address, 100 + i * $seed AS fee_ustx, i AS nonce,
+                   NULL AS token_transfer_recipient, NULL::BIGINT AS token_transfer_amount_ustx,
+                   NULL AS contract_id, NULL AS function_name, now() AS ingested_at
+            FROM range($n) t(i)""",
+        {"seed": seed, "day": day, "start": start, "n": n, "wallets": wallets},
+    ).to_arrow_table()
+
+
+def scratch(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    """The aggregates computed from nothing over the whole raw table."""
+    wallet_day = conn.execute(
+        f"SELECT * FROM ({WALLET_DAY_SELECT.format(where='')}) ORDER BY ALL", {"user_types": list(USER_TX_TYPES)}
+    ).fetchall()
+    type_day = conn.execute(f"SELECT * FROM ({TYPE_DAY_SELECT.format(where='')}) ORDER BY ALL").fetchall()
+    first = conn.execute(
+        f"SELECT address, min(day) FROM ({WALLET_DAY_SELECT.format(where='')}) GROUP BY 1 ORDER BY ALL",
+        {"user_types": list(USER_TX_TYPES)},
+    ).fetchall()
+    return {"wallet_day": wallet_day, "type_day": type_day, "first": first}
+
+
+def kept(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    return {
+        "wallet_day": conn.execute(f"SELECT * FROM {WALLET_DAY} ORDER BY ALL").fetchall(),
+        "type_day": conn.execute(f"SELECT * FROM {TYPE_DAY} ORDER BY ALL").fetchall(),
+        "first": conn.execute(f"SELECT * FROM {FIRST_SEEN} ORDER BY ALL").fetchall(),
+    }
+
+
+def test_the_record_is_written_with_the_day_and_recounts_a_neighbour_a_tx_left(tmp_path: Path):
+    conn = duckdb.connect(str(tmp_path / "h.duckdb"))
+    replace_day(conn, D0, day_rows(conn, D0, 10, 1), listing=DayListing(10, "v1", 1, 2))
+    nxt = D0 + dt.timedelta(days=1)
+    moved = day_rows(conn, D0, 10, 1).slice(9, 1)  # D0's last tx, now listed under the next day
+    moved = moved.set_column(1, "partition_date", pa.array([nxt], pa.date32()))
+    replace_day(conn, nxt, pa.concat_tables([day_rows(conn, nxt, 4, 2), moved]), listing=DayListing(5, "v3", 1, 9))
+    rec = read_records(conn)
+    assert (rec[D0]["rows"], rec[D0]["api_total"], rec[D0]["strategy"]) == (9, 10, "v1")
+    assert (rec[nxt]["rows"], rec[nxt]["api_total"], rec[nxt]["requests"]) == (5, 5, 9)
+    assert rec[D0]["changed_at"] == rec[nxt]["changed_at"]  # the move made D0 stale in the same transaction
+    assert conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0] == 14
+
+
+def test_an_old_database_gets_its_record_from_its_rows_on_the_next_write(tmp_path: Path):
+    conn = duckdb.connect(str(tmp_path / "old.duckdb"))
+    conn.execute(CREATE_TABLE_SQL)
+    for i in range(3):
+        day = D0 + dt.timedelta(days=i)
+        conn.register("t", day_rows(conn, day, 5 + i, 10 + i))
+        conn.execute(f"INSERT INTO {TABLE} SELECT * FROM t")
+        conn.unregister("t")
+    assert (
+        conn.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_name = '{RECORD_TABLE}'").fetchone()[
+            0
+        ]
+        == 0
+    )
+    replace_day(conn, D0 + dt.timedelta(days=5), day_rows(conn, D0 + dt.timedelta(days=5), 2, 30))
+    rows = {d: r["rows"] for d, r in read_records(conn).items()}
+    assert rows == {D0: 5, D0 + dt.timedelta(days=1): 6, D0 + dt.timedelta(days=2): 7, D0 + dt.timedelta(days=5): 2}
+    conn.close()
+    report = build_report(
+        tmp_path / "old.duckdb", 3, with_instance=False, window=[D0 + dt.timedelta(days=i) for i in range(3)]
+    )
+    assert (report.total_transactions, report.days_covered, report.unique_wallets) == (20, 3, None)
+
+
+def test_the_run_check_sees_duplicates_within_its_reach_and_the_audit_everywhere(tmp_path: Path):
+    conn = duckdb.connect(str(tmp_path / "d.duckdb"))
+    far = D0 + dt.timedelta(days=30)
+    replace_day(conn, D0, day_rows(conn, D0, 5, 1))
+    replace_day(conn, far, day_rows(conn, far, 5, 2))
+    dup = day_rows(conn, D0, 5, 1).slice(0, 1).set_column(1, "partition_date", pa.array([far], pa.date32()))
+    conn.register("dup", dup)
+    conn.execute(f"INSERT INTO {TABLE} SELECT * FROM dup")  # a duplicate no replace_day could have made
+    assert duplicate_tx_ids(conn) == 1  # the audit
+    assert duplicate_tx_ids(conn, [far]) == 0  # D0 lies beyond the reorg reach of a run of `far`
+    assert duplicate_tx_ids(conn, [D0, far]) == 1
+    # Both copies must lie in the reach: D0 + 2 days reaches D0 but not `far`.
+    assert duplicate_tx_ids(conn, [D0 + dt.timedelta(days=2)]) == 0
+
+
+def test_aggregates_equal_a_from_scratch_computation_after_any_sequence_of_replaces(tmp_path: Path):
+    conn = duckdb.connect(str(tmp_path / "a.duckdb"))
+    days = [D0 + dt.timedelta(days=i) for i in range(6)]
+    for i, day in enumerate(days):
+        replace_day(conn, day, day_rows(conn, day, 20 + i, 3 + i))
+    assert refresh_stale(conn) == days
+    assert kept(conn) == scratch(conn) and stale_days(conn) == []
+    first_before = dict(kept(conn)["first"])
+
+    # An old day re-fetched with new wallets: their first-seen date moves back to it.
+    replace_day(conn, days[1], day_rows(conn, days[1], 25, 97, wallets=40))
+    # A later re-fetch of the oldest day with fewer wallets: some first-seen dates move later.
+    replace_day(conn, days[0], day_rows(conn, days[0], 3, 55, wallets=2))
+    replace_day(conn, days[4], day_rows(conn, days[4], 30, 11))
+    assert stale_days(conn) == [days[0], days[1], days[4]]
+    assert refresh_stale(conn) == [days[0], days[1], days[4]]
+    assert kept(conn) == scratch(conn) and stale_days(conn) == []
+    first_after = dict(kept(conn)["first"])
+    assert any(first_after.get(a) == days[1] and a not in first_before for a in first_after)  # new wallets
+    assert any(first_before[a] == days[0] and first_after[a] > days[0] for a in first_before if a in first_after)
+
+    # A reorg moves a tx out of day 3 into day 2: both partitions are stale, and refreshed equal scratch.
+    moved = (
+        day_rows(conn, days[3], 23 + 3, 6).slice(1, 1).set_column(1, "partition_date", pa.array([days[2]], pa.date32()))
+    )
+    replace_day(conn, days[2], pa.concat_tables([day_rows(conn, days[2], 22, 5), moved]))
+    assert stale_days(conn) == [days[2], days[3]]
+    refresh_stale(conn)
+    assert kept(conn) == scratch(conn)
