@@ -8,15 +8,19 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
+
+import tenacity
 
 from stx_pipeline.dashboard.models import DashboardResult
 from stx_pipeline.dashboard.render import write_dashboard
 from stx_pipeline.schema import TABLE
-from stx_pipeline.storage import table_exists
+from stx_pipeline.storage import is_lock_error, table_exists
+from stx_pipeline.storage.aggregates import aggregates_fresh, refresh_stale
 from stx_pipeline.storage.backend import Storage, as_storage
+from stx_pipeline.storage.duckdb_store import READ_LOCK_TIMEOUT_S
 
 TOTALS_SCRIPT_ID = "stx-totals"
 NOT_INGESTED = "no transactions stored yet: backfill first"
@@ -29,7 +33,8 @@ class DashboardSourceError(RuntimeError):
 def build_dashboard_from_path(
     db_path: Storage | str | os.PathLike[str], public_dir: str | os.PathLike[str], built_at: datetime | None = None
 ) -> DashboardResult:
-    """Read `db_path` read-only (waiting through writers' lock windows) and publish `public_dir/index.html`.
+    """Bring the per-day aggregates up to date (only days whose raw rows changed since they were built), then
+    read `db_path` read-only (waiting through writers' lock windows) and publish `public_dir/index.html`.
 
     Raises DashboardSourceError when no transaction has been stored yet, rather than publishing an empty page
     over a good one: a missing file or table means the pipeline was pointed at the wrong place or never ran.
@@ -40,7 +45,31 @@ def build_dashboard_from_path(
     with storage.read_connection() as conn:
         if not table_exists(conn):
             raise DashboardSourceError(f"{NOT_INGESTED} (table {TABLE} does not exist in {storage.describe()})")
+        fresh = aggregates_fresh(conn)
+    if not fresh:
+        refresh_aggregates(storage)
+    with storage.read_connection() as conn:
         return write_dashboard(conn, Path(public_dir), built_at)
+
+
+def refresh_aggregates(storage: Storage) -> list[date]:
+    """Bring every missing or stale per-day aggregate up to date (storage.aggregates.refresh_stale), one short
+    write transaction per day; returns the days refreshed. A DuckDB file held by a writer is waited for as readers
+    wait (STX_DUCKDB_LOCK_TIMEOUT_S): the `hiro_api` pool keeps runs from writing at the same time, this covers the
+    CLI beside a run."""
+    wait_s = getattr(storage, "lock_timeout_s", READ_LOCK_TIMEOUT_S)
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_lock_error),
+        wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
+        stop=tenacity.stop_after_delay(wait_s),
+        reraise=True,
+    )
+
+    def attempt() -> list[date]:
+        with storage.write_connection() as conn:
+            return refresh_stale(conn)
+
+    return retrying(attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,4 +134,5 @@ __all__ = [
     "build_dashboard_from_path",
     "compare_page_totals",
     "page_totals",
+    "refresh_aggregates",
 ]

@@ -24,8 +24,9 @@ from stx_pipeline.dashboard.models import (
     TopContract,
     TopSender,
 )
-from stx_pipeline.dashboard.prepare import DAY_EXPR, MINED_EXPR, Prepared, prepared, using
-from stx_pipeline.schema import TABLE
+from stx_pipeline.dashboard.prepare import Prepared, prepared, using
+from stx_pipeline.schema import DAY_EXPR, MINED_EXPR, TABLE
+from stx_pipeline.storage.aggregates import TYPE_DAY, aggregates_fresh
 
 Conn = duckdb.DuckDBPyConnection
 
@@ -55,7 +56,12 @@ def coverage(conn: Conn, ctx: Prepared | None = None) -> Coverage:
 
 def chain_totals(conn: Conn) -> ChainTotals:
     """All stored rows, every type (system transactions included) and status."""
-    n, fees = conn.execute(f"SELECT count(*), coalesce(sum(fee_ustx), 0) FROM {TABLE}").fetchone() or (0, 0)
+    # The per-day aggregates hold every row's count and fee when they are up to date; else the raw table.
+    source, count = (TYPE_DAY, "sum(n_tx)") if aggregates_fresh(conn) else (TABLE, "count(*)")
+    n, fees = conn.execute(f"SELECT coalesce({count}, 0), coalesce(sum(fee_ustx), 0) FROM {source}").fetchone() or (
+        0,
+        0,
+    )
     return ChainTotals(transactions=int(n), fees_ustx=int(fees))
 
 

@@ -1,7 +1,8 @@
 """Compact working tables every dashboard metric is derived from.
 
-Scanning millions of transactions once per metric would be slow, so the raw table is read
-twice only: into a per-(wallet, day) activity table and a per-(day, type, status) count table.
+Scanning millions of transactions once per metric would be slow, so every figure comes from a
+per-(wallet, day) activity table and a per-(day, type, status) count table, summed from the
+persisted per-day aggregates (storage.aggregates) when they are up to date.
 They are TEMP tables (connection-local, in memory, allowed on read-only connections) with a
 unique suffix so concurrent builds on one database never collide, and are dropped afterwards.
 """
@@ -17,7 +18,9 @@ from datetime import date, datetime
 import duckdb
 
 from stx_pipeline.dashboard.models import Coverage
-from stx_pipeline.schema import DAY_EXPR, MINED_EXPR, TABLE, USER_TX_TYPES
+from stx_pipeline.schema import TABLE, USER_TX_TYPES
+from stx_pipeline.storage.aggregates import TYPE_DAY, TYPE_DAY_SELECT, WALLET_DAY, WALLET_DAY_SELECT, aggregates_fresh
+from stx_pipeline.storage.ingest_record import RECORD_TABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +45,16 @@ class Prepared:
         }
 
 
-def _coverage(conn: duckdb.DuckDBPyConnection, covered_days: str) -> Coverage:
+def _coverage(conn: duckdb.DuckDBPyConnection, covered_days: str, type_source: str) -> Coverage:
     first, last, covered = conn.execute(f"SELECT min(day), max(day), count(*) FROM {covered_days}").fetchone() or (
         None,
         None,
         0,
     )
-    newest, rows = conn.execute(
-        f"SELECT max(coalesce(block_time, burn_block_time)), count(*) FROM {TABLE}"
-    ).fetchone() or (None, 0)
+    newest, rows = conn.execute(f"SELECT max(newest_at), coalesce(sum(n_tx), 0) FROM {type_source}").fetchone() or (
+        None,
+        0,
+    )
     missing: list[date] = []
     if first is not None:
         missing = [
@@ -80,12 +84,26 @@ def _coverage(conn: duckdb.DuckDBPyConnection, covered_days: str) -> Coverage:
 @contextmanager
 def prepared(conn: duckdb.DuckDBPyConnection) -> Iterator[Prepared]:
     suffix = uuid.uuid4().hex[:12]
-    cd, agg, ids, wd, wf, td = (f"stx_dash_{kind}_{suffix}" for kind in ("cd", "agg", "ids", "wd", "wf", "td"))
+    cd, agg, ids, wd, wf, td, ws, ts = (
+        f"stx_dash_{kind}_{suffix}" for kind in ("cd", "agg", "ids", "wd", "wf", "td", "ws", "ts")
+    )
     try:
-        # Coverage is by stored partition (partition_date, the ingestion unit): a day with no
-        # partition is missing data, not a quiet day.
-        conn.execute(f"CREATE TEMP TABLE {cd} AS SELECT DISTINCT partition_date AS day FROM {TABLE}")
-        coverage = _coverage(conn, cd)
+        # The per-day aggregates (storage.aggregates) when they are up to date: the raw table is not read.
+        # Otherwise (a read-only look at a database whose aggregates were never built or are stale) the same
+        # SELECTs run over the whole raw table into temp tables: one definition of every figure, two sources.
+        if aggregates_fresh(conn):
+            wallet_source, type_source = WALLET_DAY, TYPE_DAY
+            # Coverage is by stored partition (partition_date, the ingestion unit): a day with no partition is
+            # missing data, not a quiet day.
+            conn.execute(f"CREATE TEMP TABLE {cd} AS SELECT day FROM {RECORD_TABLE} WHERE rows > 0")
+        else:
+            wallet_source, type_source = ws, ts
+            conn.execute(
+                f"CREATE TEMP TABLE {ws} AS {WALLET_DAY_SELECT.format(where='')}", {"user_types": list(USER_TX_TYPES)}
+            )
+            conn.execute(f"CREATE TEMP TABLE {ts} AS {TYPE_DAY_SELECT.format(where='')}")
+            conn.execute(f"CREATE TEMP TABLE {cd} AS SELECT DISTINCT partition_date AS day FROM {TABLE}")
+        coverage = _coverage(conn, cd, type_source)
         bounds = {"first": coverage.first_day, "last": coverage.last_day}
         # Activity whose block-time day falls outside the stored partitions (a few transactions near
         # midnight of the last day) is left out until that day is stored.
@@ -94,17 +112,13 @@ def prepared(conn: duckdb.DuckDBPyConnection) -> Iterator[Prepared]:
         conn.execute(
             f"""
             CREATE TEMP TABLE {agg} AS
-            SELECT * FROM (
-                SELECT sender_address AS address, {DAY_EXPR} AS day,
-                       count(*) AS n_tx,
-                       count(*) FILTER (WHERE tx_status = 'success') AS n_ok,
-                       CAST(coalesce(sum(fee_ustx), 0) AS BIGINT) AS fee_ustx
-                FROM {TABLE}
-                WHERE list_contains($user_types, tx_type) AND {MINED_EXPR}
-                GROUP BY ALL
-            ) WHERE day BETWEEN $first AND $last
+            SELECT address, day, CAST(sum(n_tx) AS BIGINT) AS n_tx, CAST(sum(n_ok) AS BIGINT) AS n_ok,
+                   CAST(sum(fee_ustx) AS BIGINT) AS fee_ustx
+            FROM {wallet_source}
+            WHERE day BETWEEN $first AND $last
+            GROUP BY address, day
             """,
-            {"user_types": list(USER_TX_TYPES), **bounds},
+            bounds,
         )
         conn.execute(
             f"""
@@ -132,20 +146,18 @@ def prepared(conn: duckdb.DuckDBPyConnection) -> Iterator[Prepared]:
         conn.execute(
             f"""
             CREATE TEMP TABLE {td} AS
-            SELECT * FROM (
-                SELECT {DAY_EXPR} AS day,
-                       coalesce(tx_type, 'unknown') AS tx_type,
-                       coalesce(tx_status, 'unknown') AS tx_status,
-                       count(*) AS n_tx,
-                       CAST(coalesce(sum(fee_ustx), 0) AS BIGINT) AS fee_ustx
-                FROM {TABLE} GROUP BY ALL
-            ) WHERE day BETWEEN $first AND $last
+            SELECT day, tx_type, tx_status, CAST(sum(n_tx) AS BIGINT) AS n_tx, CAST(sum(fee_ustx) AS BIGINT) AS fee_ustx
+            FROM {type_source}
+            WHERE day BETWEEN $first AND $last
+            GROUP BY ALL
             """,
             bounds,
         )
+        for name in (ws, ts):
+            conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
         yield Prepared(coverage=coverage, wallet_ids=ids, wallet_day=wd, wallet_first=wf, covered_days=cd, type_day=td)
     finally:
-        for name in (td, wf, wd, ids, agg, cd):
+        for name in (td, wf, wd, ids, agg, cd, ws, ts):
             # Never mask the original error with a cleanup failure; temp tables die with the connection.
             with suppress(duckdb.Error):
                 conn.execute(f"DROP TABLE IF EXISTS temp.{name}")

@@ -83,6 +83,11 @@ def ensure_aggregates(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(sql)
 
 
+def aggregates_fresh(conn: duckdb.DuckDBPyConnection) -> bool:
+    """True when the persisted aggregates exist and no partition is stale: readers may use them alone."""
+    return record_exists(conn) and aggregates_exist(conn) and not stale_days(conn)
+
+
 def stale_days(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
     """Partitions whose aggregates are missing or older than their raw rows, and aggregates of days no longer
     recorded. Reads only the ingest record and agg_built (a few thousand rows)."""
