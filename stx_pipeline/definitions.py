@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from stx_pipeline.assets.aggregates import build_wallet_day_activity, wallet_day_activity_automation
 from stx_pipeline.assets.dashboard import page_totals_match_duckdb, wallet_dashboard, wallet_dashboard_automation
 from stx_pipeline.assets.transactions import build_stx_transactions
 from stx_pipeline.partitions import daily_partitions
@@ -20,11 +21,17 @@ from stx_pipeline.settings import Settings
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Assets, checks, sensors and resources configured by `settings`."""
-    transactions = build_stx_transactions(daily_partitions(settings.start_date), settings.days_per_run)
+    partitions = daily_partitions(settings.start_date)
+    transactions = build_stx_transactions(partitions, settings.days_per_run)
+    activity = build_wallet_day_activity(partitions, settings.days_per_run)
     return dg.Definitions(
-        assets=[transactions, wallet_dashboard],
+        assets=[transactions, activity, wallet_dashboard],
         asset_checks=[page_totals_match_duckdb],
-        sensors=[build_daily_topup(running=settings.daily_topup), wallet_dashboard_automation],
+        sensors=[
+            build_daily_topup(running=settings.daily_topup),
+            wallet_dashboard_automation,
+            wallet_day_activity_automation,
+        ],
         resources={**resources_from_env(settings), "topup": topup_policy_from_env(settings)},
         # One asset per run: the in-process executor saves the per-step process spawn (~3-5 s a run).
         executor=dg.in_process_executor,

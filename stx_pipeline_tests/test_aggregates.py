@@ -6,9 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pyarrow as pa
 
+from stx_pipeline.assets.aggregates import CHECK_MATCHES_RAW
+from stx_pipeline.definitions import defs
+from stx_pipeline.devtools.resources import pipeline_resources
 from stx_pipeline.operations.status import build_report
 from stx_pipeline.schema import CREATE_TABLE_SQL, TABLE, USER_TX_TYPES
 from stx_pipeline.storage import duplicate_tx_ids, replace_day
@@ -24,6 +28,8 @@ from stx_pipeline.storage.aggregates import (
 from stx_pipeline.storage.ingest_record import RECORD_TABLE, DayListing, read_records
 
 D0 = dt.date(2025, 3, 1)
+# As the code location builds it from this environment (conftest: STX_START_DATE=2024-11-01).
+LOCATION = defs()
 
 
 def day_rows(conn: duckdb.DuckDBPyConnection, day: dt.date, n: int, seed: int, wallets: int = 7) -> pa.Table:
@@ -191,3 +197,25 @@ def test_the_dashboard_is_the_same_from_aggregates_and_from_the_raw_table(tmp_pa
     # The raw-only copy builds its own aggregates from nothing first: the same page, byte for byte.
     second = build_dashboard_from_path(tmp_path / "raw.duckdb", tmp_path / "site2", built_at)
     assert first.path.read_text() == second.path.read_text()
+
+
+def test_the_asset_builds_its_partitions_after_the_raw_days_and_checks_them(simulator, small_chain, db_path):
+    """stx_transactions then wallet_day_activity over the same two partitions, in-process against the simulator:
+    the ingest record holds the API's totals, and the aggregates equal a from-scratch computation."""
+    assets = [LOCATION.get_assets_def("stx_transactions"), LOCATION.get_assets_def("wallet_day_activity")]
+    wanted = [dt.date(2025, 3, 1), dt.date(2025, 3, 2)]
+    result = dg.materialize(
+        assets,
+        resources=pipeline_resources(simulator.url, db_path),
+        tags={"dagster/asset_partition_range_start": "2025-03-01", "dagster/asset_partition_range_end": "2025-03-02"},
+    )
+    assert result.success
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks[CHECK_MATCHES_RAW] is True
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        records = read_records(conn)
+        assert {d: (r["rows"], r["api_total"]) for d, r in records.items()} == {
+            d: (small_chain.day_total(d), small_chain.day_total(d)) for d in wanted
+        }
+        assert all(r["strategy"] == "v1" and r["requests"] >= r["pages"] >= 1 for r in records.values())
+        assert stale_days(conn) == [] and kept(conn) == scratch(conn)
