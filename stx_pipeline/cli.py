@@ -1,4 +1,4 @@
-"""The `stx-pipeline` command: backfill | status | dashboard | migrate | simulate.
+"""The `stx-pipeline` command: backfill | status | dashboard | audit | migrate | simulate.
 
 Imports stay inside the commands: `status` must answer in well under a second, and `import dagster`
 alone costs more than that.
@@ -326,6 +326,35 @@ def dashboard() -> None:
         f"History {result.first_day} .. {result.last_day}: {result.days_covered} days stored, "
         f"{len(result.missing_days)} missing"
     )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def audit(as_json: bool) -> None:
+    """Whole-history checks (a run checks only its days and their reorg reach): tx_ids stored twice anywhere, and
+    days whose ingest record disagrees with the rows stored. Read-only. Exit 0 sound, 2 problems found, 1 error."""
+    from stx_pipeline.storage import StorageError
+    from stx_pipeline.storage.duckdb_store import audit as audit_history
+
+    settings = _settings()
+    try:
+        with settings.storage_backend().read_connection() as conn:
+            found = audit_history(conn)
+    except StorageError as exc:
+        click.echo(f"Audit not run: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+    else:
+        click.echo(f"tx_ids stored more than once: {found['duplicate_tx_ids']}")
+        mismatched = found["record_mismatches"]
+        click.echo(
+            "ingest record: "
+            + ("none yet (made on the next write)" if not found["record"] else f"{len(mismatched)} days disagree")
+        )
+        for day, counts in list(mismatched.items())[:20]:
+            click.echo(f"  {day}: record {counts['record']}, stored {counts['stored']}")
+    sys.exit(2 if found["duplicate_tx_ids"] or found["record_mismatches"] else 0)
 
 
 @main.command()

@@ -25,6 +25,7 @@ from stx_pipeline.storage.aggregates import (
     refresh_stale,
     stale_days,
 )
+from stx_pipeline.storage.duckdb_store import audit
 from stx_pipeline.storage.ingest_record import RECORD_TABLE, DayListing, read_records
 
 D0 = dt.date(2025, 3, 1)
@@ -124,6 +125,12 @@ def test_the_run_check_sees_duplicates_within_its_reach_and_the_audit_everywhere
     assert duplicate_tx_ids(conn, [D0, far]) == 1
     # Both copies must lie in the reach: D0 + 2 days reaches D0 but not `far`.
     assert duplicate_tx_ids(conn, [D0 + dt.timedelta(days=2)]) == 0
+    # The audit on demand: the duplicate, and the day whose record no longer matches its rows.
+    assert audit(conn) == {
+        "duplicate_tx_ids": 1,
+        "record_mismatches": {far.isoformat(): {"record": 5, "stored": 6}},
+        "record": True,
+    }
 
 
 def test_aggregates_equal_a_from_scratch_computation_after_any_sequence_of_replaces(tmp_path: Path):

@@ -20,7 +20,14 @@ import tenacity
 
 from stx_pipeline.days import day_bounds
 from stx_pipeline.schema import COLUMN_NAMES, CONTENT_COLUMNS, CREATE_TABLE_SQL, TABLE
-from stx_pipeline.storage.ingest_record import DayListing, ensure_record, record_day, recount_neighbours
+from stx_pipeline.storage.ingest_record import (
+    RECORD_TABLE,
+    DayListing,
+    ensure_record,
+    record_day,
+    record_exists,
+    recount_neighbours,
+)
 
 # A reader waits this long at most for a writer's short window to end before giving up. The default of
 # STX_DUCKDB_LOCK_TIMEOUT_S: the settings pass the configured value in (stx_pipeline.storage.backend); storage
@@ -173,6 +180,25 @@ def duplicate_tx_ids(conn: duckdb.DuckDBPyConnection, days: Iterable[dt.date] | 
         f"SELECT count(*) FROM (SELECT tx_id FROM {TABLE} {where} GROUP BY tx_id HAVING count(*) > 1)", params
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def audit(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The whole-table checks a run no longer pays for (`stx-pipeline audit`): tx_ids stored twice anywhere, and days
+    whose ingest record's row count differs from the rows stored (both full scans; read-only)."""
+    if not table_exists(conn):
+        return {"duplicate_tx_ids": 0, "record_mismatches": {}, "record": False}
+    mismatches: dict[str, dict[str, int]] = {}
+    has_record = record_exists(conn)
+    if has_record:
+        rows = conn.execute(
+            f"""SELECT coalesce(r.day, t.partition_date), coalesce(r.rows, 0), coalesce(t.n, 0)
+                FROM {RECORD_TABLE} r
+                FULL OUTER JOIN (SELECT partition_date, count(*) AS n FROM {TABLE} GROUP BY 1) t
+                ON t.partition_date = r.day
+                WHERE coalesce(r.rows, 0) <> coalesce(t.n, 0) ORDER BY 1"""
+        ).fetchall()
+        mismatches = {d.isoformat(): {"record": int(rec), "stored": int(n)} for d, rec, n in rows}
+    return {"duplicate_tx_ids": duplicate_tx_ids(conn), "record_mismatches": mismatches, "record": has_record}
 
 
 def day_content_hash(conn: duckdb.DuckDBPyConnection, day: dt.date, columns: Sequence[str] = CONTENT_COLUMNS) -> str:
