@@ -162,6 +162,13 @@ class Settings(ServiceSettings):
     write_conflict_timeout_s: float = 300.0
     # `stx-pipeline backfill` asks (or wants --yes) above this many days to fetch: 90 days is ~1.8 h keyless.
     confirm_above_days: int = 90
+    # Alerts (stx_pipeline.alerts): a chat webhook (SecretStr: Slack/Discord URLs carry their token), its body
+    # format, how often the alert and freshness sensors look, and the UTC hour yesterday must be stored by
+    # (unset: STX_TOPUP_DELAY_HOURS + 2).
+    alert_webhook_url: SecretStr | None = None
+    alert_format: Literal["json", "plain"] = "json"
+    alert_interval_s: int = 60
+    freshness_deadline_hours: float | None = None
 
     @field_validator("start_date", mode="before")
     @classmethod
@@ -184,6 +191,28 @@ class Settings(ServiceSettings):
     @classmethod
     def _at_least_one(cls, value: Any, info: ValidationInfo) -> Any:
         return _number(value, info, int, 1)
+
+    @field_validator("alert_interval_s", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any, info: ValidationInfo) -> Any:
+        return _number(value, info, int, 5)
+
+    @field_validator("alert_format", mode="before")
+    @classmethod
+    def _alert_format(cls, value: Any, info: ValidationInfo) -> Any:
+        value = str(value).strip().lower()
+        if value not in ("json", "plain"):
+            raise ValueError(f"{_variable(info)}={value!r} must be json or plain")
+        return value
+
+    @field_validator("freshness_deadline_hours", mode="before")
+    @classmethod
+    def _deadline(cls, value: Any, info: ValidationInfo) -> Any:
+        value = _number(value, info, float, 0)
+        if value is not None and value > 22:
+            # The dashboard's check runs an hour later and must stay within the same UTC day.
+            raise ValueError(f"{_variable(info)}={value:g} must be at most 22 (hours after midnight UTC)")
+        return value
 
     @field_validator("confirm_above_days", mode="before")
     @classmethod
@@ -249,6 +278,13 @@ class Settings(ServiceSettings):
     @classmethod
     def from_env(cls) -> Settings:
         return super().from_env()  # type: ignore[no-any-return]
+
+    @property
+    def freshness_deadline(self) -> float:
+        """Hours after midnight UTC by which yesterday's partition must be stored (at most 22)."""
+        if self.freshness_deadline_hours is not None:
+            return self.freshness_deadline_hours
+        return min(self.topup_delay_hours + 2.0, 22.0)
 
     def storage_backend(self) -> Storage:
         """The history these settings point at (STX_STORAGE): the DuckDB file or the DuckLake lake. The code
