@@ -173,3 +173,34 @@ class AlertSender:
         data["last_alert"] = record
         _write_state(self.instance_dir, data)
         return record
+
+
+def status_summary(instance_dir: str | Path | None) -> dict[str, Any]:
+    """For `stx-pipeline status`: each asset's freshness verdict and the last alert, as the alert sensor last
+    recorded them (no Dagster import: status stays fast)."""
+    state = read_state(instance_dir)
+    freshness = {
+        key.split(":", 1)[0]: verdict
+        for key, verdict in state.get("checks", {}).items()
+        if key.endswith(":freshness_check")
+    }
+    return {"freshness": freshness, "last_alert": state.get("last_alert")}
+
+
+def status_lines(summary: dict[str, Any]) -> list[str]:
+    fresh = summary.get("freshness") or {}
+    verdicts = [
+        f"{asset} {'fresh' if v.get('passed') else 'OVERDUE'} (checked {v.get('at', '?')})"
+        + ("" if v.get("passed") else f": {first_line(str(v.get('detail', '')), 160)}")
+        for asset, v in sorted(fresh.items())
+    ]
+    lines = [f"Freshness:           {'; '.join(verdicts) or 'not evaluated yet (freshness_checks_sensor)'}"]
+    last = summary.get("last_alert")
+    if last:
+        where = "the log" if last.get("destination") == "log" else "the webhook"
+        outcome = "" if last.get("delivered") else f", NOT delivered: {last.get('error')}"
+        headline = first_line(str(last.get("message", "")), 160).removeprefix("[stx-pipeline] ")
+        lines.append(f"Last alert:          {last.get('at')} to {where}{outcome}: {headline}")
+    else:
+        lines.append("Last alert:          none sent")
+    return lines

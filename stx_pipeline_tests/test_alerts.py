@@ -202,3 +202,31 @@ def test_sensor_freshness_overdue_then_recovered_and_switch_notice(tmp_path, sim
         assert "check freshness_check passes again" in texts[3]
         checks = read_state(instance.root_directory)["checks"]
         assert checks["stx_transactions:freshness_check"]["passed"] is True
+
+
+def test_status_shows_freshness_and_the_last_alert(tmp_path, monkeypatch):
+    from stx_pipeline.alerts import record_checks
+    from stx_pipeline.operations.status import build_report, render_text
+
+    with socket.socket() as sock:  # no webserver there: status falls back to the (absent) instance quickly
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("STX_UI_URL", f"http://127.0.0.1:{sock.getsockname()[1]}")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert "Last alert:          none sent" in render_text(build_report(tmp_path / "none.duckdb", 3))
+    record_checks(
+        tmp_path,
+        {
+            "stx_transactions:freshness_check": {"passed": False, "at": "2026-12-01T04:00:05+00:00", "detail": "late"},
+            "wallet_dashboard:freshness_check": {"passed": True, "at": "2026-12-01T05:00:05+00:00", "detail": "ok"},
+            "stx_transactions:tx_id_unique": {"passed": True, "at": "2026-12-01T03:00:00+00:00", "detail": "ok"},
+        },
+    )
+    AlertSender(None, UI, tmp_path).send(Alert("freshness_overdue", "stx_transactions", "late"), Log())
+    report = build_report(tmp_path / "none.duckdb", 3)
+    text = render_text(report)
+    assert (
+        "Freshness:           stx_transactions OVERDUE (checked 2026-12-01T04:00:05+00:00): late; "
+        "wallet_dashboard fresh (checked 2026-12-01T05:00:05+00:00)"
+    ) in text
+    assert "to the log: OVERDUE: stx_transactions — late" in text
+    assert report.as_json()["alerts"]["last_alert"]["kind"] == "freshness_overdue"

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stx_pipeline.alerts import status_lines, status_summary
 from stx_pipeline.days import ASSET_NAME, ASSET_PATH, compact_ranges, days_between, last_complete_day
 from stx_pipeline.operations.webserver import DagsterWebserver, WebserverAuthError, WebserverError
 from stx_pipeline.operations.window import expand_status_ranges
@@ -51,6 +52,8 @@ class StatusReport:
     materialized_not_in_duckdb: list[str] | None = None
     latest_backfill: dict[str, Any] | None = None
     error: str | None = None
+    # Freshness verdicts and the last alert, as the stx_alerts sensor recorded them (stx_pipeline.alerts).
+    alerts: dict[str, Any] | None = None
     _covered: set[dt.date] = field(default_factory=set, repr=False)  # days with rows in DuckDB
 
     @property
@@ -194,6 +197,8 @@ def build_report(
         target_start=window[0].isoformat(),
         target_end=window[-1].isoformat(),
     )
+    if with_instance:
+        report.alerts = status_summary(dagster_home())
     try:
         if storage.exists():
             _storage_part(report, window, storage)
@@ -251,6 +256,8 @@ def render_text(report: StatusReport) -> str:
         if report.latest_backfill:
             b = report.latest_backfill
             lines.append(f"  latest backfill:   {b.get('id')} ({b.get('status')})")
+    if report.alerts is not None:
+        lines += status_lines(report.alerts)
     if report.error:
         lines.append(f"Error:               {report.error}")
     state = "complete" if report.exit_code == EXIT_COMPLETE else ("error" if report.error else "incomplete")
