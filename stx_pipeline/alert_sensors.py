@@ -32,7 +32,7 @@ from stx_pipeline.assets.transactions import ASSET_KEY as TRANSACTIONS_KEY
 from stx_pipeline.assets.transactions import CHECK_ROWS_MATCH_TOTAL, CHECK_TX_ID_UNIQUE
 from stx_pipeline.days import RANGE_END_TAG, RANGE_START_TAG, days_between
 from stx_pipeline.resources import HiroApiResource
-from stx_pipeline.settings import Settings
+from stx_pipeline.settings import Settings, dagster_home
 
 WATCHED = (TRANSACTIONS_KEY, DASHBOARD_KEY)
 FRESHNESS_CHECK = "freshness_check"  # the name Dagster's freshness check factories give their checks
@@ -331,11 +331,14 @@ def build_alert_sensor(interval_s: int) -> dg.SensorDefinition:
         tick = _Tick(context)
         if tick.after is None:
             # First tick: start from now. Past failures were visible in the UI already; a new deployment must not
-            # replay its whole history into the chat. Checks already evaluated count as seen.
-            latest = context.instance.event_log_storage.get_maximum_record_id() or 0
-            _check_executions(context.instance, tick.checks_seen)
-            context.update_cursor(tick.cursor(latest))
-            return dg.SkipReason(f"Watching events after #{latest}.")
+            # replay its whole history into the chat. But a check failing right now is a current failure, not
+            # history: each check's latest verdict is taken, and a failing one announced.
+            tick.after = context.instance.event_log_storage.get_maximum_record_id() or 0
+            latest: dict[str, tuple[int, Any]] = {}
+            for record_id, record in _check_executions(context.instance, tick.checks_seen):
+                evaluation = record.event.dagster_event.event_specific_data
+                latest[f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"] = (record_id, record)
+            tick.check_evaluations(list(latest.values()))
         failures = _run_failures(context.instance, tick.after)
         materializations = _materializations(context.instance, tick.after)
         tick.run_failures(failures)
@@ -345,16 +348,18 @@ def build_alert_sensor(interval_s: int) -> dg.SensorDefinition:
         full = [batch[-1].storage_id for batch in (failures, materializations) if len(batch) >= _BATCH]
         seen = [record.storage_id for record in (*failures, *materializations)]
         newest = min(full) if full else max([tick.after, *seen])
+        # Where `stx-pipeline status` looks, without Dagster: DAGSTER_HOME (the instance's own directory otherwise).
+        home = dagster_home() or context.instance.root_directory
         sender = AlertSender(
             webhook_url=alerts.webhook_url,
             ui_url=alerts.ui_url,
-            instance_dir=context.instance.root_directory,
+            instance_dir=home,
             fmt="plain" if alerts.fmt == "plain" else "json",
             secrets=(hiro.api_key,),
         )
         for alert in tick.alerts:
             sender.send(alert, context.log)
-        record_checks(context.instance.root_directory, tick.verdicts)
+        record_checks(home, tick.verdicts)
         context.update_cursor(tick.cursor(newest))
         if tick.alerts:
             return dg.SkipReason(f"Sent {len(tick.alerts)} alert(s); watching events after #{newest}.")
