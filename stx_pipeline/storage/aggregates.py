@@ -11,9 +11,10 @@ The dashboard's inputs, small beside the raw rows and rebuilt only for days whos
 
 A partition is stale when its ingest record's `changed_at` differs from `built_from` (its raw rows were written,
 or a reorg moved a transaction out of it, since it was built: whoever wrote them) or when it has no aggregate
-yet. `refresh_day` replaces one partition in one transaction, and recomputes `wallet_first_seen` for the wallets
-that partition had or has, so a re-fetched old day that adds or removes a wallet's earliest activity moves its
-first-seen date (or drops the wallet) without rescanning anything but the aggregates of those wallets.
+yet. `refresh_days` replaces partitions (up to CHUNK_DAYS per transaction, each whole or not at all) and keeps
+`wallet_first_seen`: a wallet the partitions had before gets its first day recomputed from the aggregates (a
+re-fetched old day can move it later or drop the wallet), a wallet only gaining activity takes the earlier of its
+stored first day and the new one (no rescan: a daily top-up and a build from nothing stay cheap).
 
 No Dagster here; the `wallet_day_activity` asset and `stx-pipeline dashboard` both call `refresh_stale`.
 """
@@ -104,62 +105,77 @@ def stale_days(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
     return [r[0] for r in rows]
 
 
+# Days per transaction when many are stale (a history built from nothing): bounds the memory of one insert while
+# keeping the number of first-seen updates small.
+CHUNK_DAYS = 64
+
+
+def refresh_days(
+    conn: duckdb.DuckDBPyConnection, days: Iterable[dt.date], chunk_days: int = CHUNK_DAYS
+) -> list[dt.date]:
+    """Replace the aggregates of `days` from their raw rows, `chunk_days` partitions per transaction (each
+    partition whole or not at all), and move the first-seen dates of the wallets they had or have. Returns the
+    days in order."""
+    done = sorted(set(days))
+    for i in range(0, len(done), chunk_days):
+        _refresh_chunk(conn, done[i : i + chunk_days])
+    return done
+
+
 def refresh_day(conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:
-    """Replace partition `day`'s aggregates from its raw rows in ONE transaction (whole or not at all), and move
-    the first-seen dates of the wallets it had or has."""
+    refresh_days(conn, [day])
+
+
+def _refresh_chunk(conn: duckdb.DuckDBPyConnection, days: list[dt.date]) -> None:
+    # BETWEEN lets DuckDB skip row groups outside the chunk; IN keeps a sparse chunk exact.
+    in_chunk = (
+        "partition_date BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE) "
+        "AND partition_date IN (SELECT day FROM agg_days)"
+    )
+    bounds = {"lo": days[0], "hi": days[-1]}
     conn.execute("BEGIN TRANSACTION")
     try:
         ensure_aggregates(conn)
+        conn.execute("CREATE OR REPLACE TEMP TABLE agg_days (day DATE)")
+        conn.executemany("INSERT INTO agg_days VALUES (?)", [[d] for d in days])
+        # Wallets the partitions had: their first-seen date may move later or vanish, so it is recomputed.
         conn.execute(
-            f"CREATE OR REPLACE TEMP TABLE agg_touched AS SELECT DISTINCT address FROM {WALLET_DAY} "
-            "WHERE partition_date = ?",
-            [day],
+            f"CREATE OR REPLACE TEMP TABLE agg_old AS SELECT DISTINCT address FROM {WALLET_DAY} WHERE {in_chunk}",
+            bounds,
         )
-        conn.execute(f"DELETE FROM {WALLET_DAY} WHERE partition_date = ?", [day])
-        conn.execute(f"DELETE FROM {TYPE_DAY} WHERE partition_date = ?", [day])
-        conn.execute(f"DELETE FROM {BUILT} WHERE partition_date = ?", [day])
-        where = "AND partition_date = CAST($day AS DATE)"
+        for table in (WALLET_DAY, TYPE_DAY, BUILT):
+            conn.execute(f"DELETE FROM {table} WHERE {in_chunk}", bounds)
         conn.execute(
-            f"INSERT INTO {WALLET_DAY} {WALLET_DAY_SELECT.format(where=where)}",
-            {"user_types": list(USER_TX_TYPES), "day": day},
+            f"INSERT INTO {WALLET_DAY} {WALLET_DAY_SELECT.format(where='AND ' + in_chunk)}",
+            {"user_types": list(USER_TX_TYPES), **bounds},
         )
-        conn.execute(
-            f"INSERT INTO {TYPE_DAY} {TYPE_DAY_SELECT.format(where='WHERE partition_date = CAST($day AS DATE)')}",
-            {"day": day},
-        )
-        conn.execute(
-            f"INSERT INTO agg_touched SELECT DISTINCT address FROM {WALLET_DAY} WHERE partition_date = ?", [day]
-        )
-        # First-seen of only the wallets this partition touches: their earliest day over every partition's
-        # aggregates (old day re-fetched: a wallet's first day can move later, earlier, or vanish).
-        conn.execute(f"DELETE FROM {FIRST_SEEN} WHERE address IN (SELECT address FROM agg_touched)")
+        conn.execute(f"INSERT INTO {TYPE_DAY} {TYPE_DAY_SELECT.format(where='WHERE ' + in_chunk)}", bounds)
+        conn.execute(f"DELETE FROM {FIRST_SEEN} WHERE address IN (SELECT address FROM agg_old)")
         conn.execute(
             f"""INSERT INTO {FIRST_SEEN}
                 SELECT address, min(day) FROM {WALLET_DAY}
-                WHERE address IN (SELECT address FROM agg_touched) GROUP BY address"""
+                WHERE address IN (SELECT address FROM agg_old) GROUP BY address"""
         )
+        # Wallets only gaining activity: the earlier of their stored first day and the chunk's (no rescan).
         conn.execute(
-            f"INSERT INTO {BUILT} SELECT day, changed_at FROM {RECORD_TABLE} WHERE day = ?",
-            [day],
+            f"""CREATE OR REPLACE TEMP TABLE agg_new AS
+                SELECT n.address, least(n.first_day, f.first_day) AS first_day
+                FROM (SELECT address, min(day) AS first_day FROM {WALLET_DAY} WHERE {in_chunk} GROUP BY address) n
+                LEFT JOIN {FIRST_SEEN} f ON f.address = n.address
+                WHERE n.address NOT IN (SELECT address FROM agg_old)""",
+            bounds,
         )
-        conn.execute("DROP TABLE temp.agg_touched")
+        conn.execute(f"DELETE FROM {FIRST_SEEN} WHERE address IN (SELECT address FROM agg_new)")
+        conn.execute(f"INSERT INTO {FIRST_SEEN} SELECT address, first_day FROM agg_new")
+        conn.execute(
+            f"INSERT INTO {BUILT} SELECT day, changed_at FROM {RECORD_TABLE} WHERE day IN (SELECT day FROM agg_days)"
+        )
+        for name in ("agg_days", "agg_old", "agg_new"):
+            conn.execute(f"DROP TABLE temp.{name}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-
-
-def drop_day(conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:
-    """Remove the aggregates of a day that is no longer recorded (same transaction rules as refresh_day)."""
-    refresh_day(conn, day)  # no raw rows and no record: deletes the partition and fixes first-seen dates
-
-
-def refresh_days(conn: duckdb.DuckDBPyConnection, days: Iterable[dt.date]) -> list[dt.date]:
-    """Refresh the given partitions (one transaction each); returns them in order."""
-    done = sorted(set(days))
-    for day in done:
-        refresh_day(conn, day)
-    return done
 
 
 def refresh_stale(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:

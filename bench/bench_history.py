@@ -1,0 +1,144 @@
+"""The whole chain's history: every cost at N rows over D days (issue 13).
+
+    .venv/bin/python bench/bench_history.py                       # 50,000,000 rows over 2,150 days
+    .venv/bin/python bench/bench_history.py --rows 10000000 --rows 20000000
+
+Rows come from bench_dashboard.py's DuckDB SQL generator (the raw table only, as an old database would be).
+Each step runs in a fresh child process, so its peak RSS is its own:
+
+  1. record    the ingest record made from the raw rows (the migration an old database gets on its next write)
+  2. scratch   `build_dashboard_from_path` from nothing: every day's aggregates built, then the page
+  3. replace   `replace_day` of one old day re-fetched with changed content (a 20,000-row day), 5 times: its rate
+  4. topup     the dashboard after that re-fetch (only the stale day's aggregates rebuilt, then the page)
+  5. status    `build_report` with no instance, and with a DAGSTER_HOME holding an instance but no webserver
+  6. checks    the run's tx_id check (5 days and their reach) vs the whole-table audit
+
+and the DuckDB file's bytes per transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_dashboard import generate
+
+START = dt.date(2021, 1, 14)  # Stacks 2.0
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def step(name: str, db: str, out: str) -> dict[str, float]:
+    """One measured step, run in this (child) process."""
+    from stx_pipeline.dashboard import build_dashboard_from_path
+    from stx_pipeline.storage import duplicate_tx_ids, replace_day
+    from stx_pipeline.storage.duckdb_store import audit
+    from stx_pipeline.storage.ingest_record import ensure_record
+
+    t0 = time.perf_counter()
+    result: dict[str, float] = {}
+    if name == "record":
+        with duckdb.connect(db) as conn:
+            conn.execute("BEGIN")
+            ensure_record(conn)
+            conn.execute("COMMIT")
+    elif name in ("scratch", "topup"):
+        build_dashboard_from_path(db, out)
+    elif name == "replace":
+        with duckdb.connect(db) as conn:
+            conn.execute("SET threads = 1")  # as ingest.write_connection
+            day = conn.execute("SELECT min(partition_date) + 100 FROM stx_transactions").fetchone()[0]
+            # The day's rows with changed content and 20,000 rows: fees changed, tx_ids kept.
+            table = conn.execute(
+                "SELECT * REPLACE (fee_ustx + 1 AS fee_ustx) FROM stx_transactions "
+                "WHERE partition_date = ? LIMIT 20000",
+                [day],
+            ).to_arrow_table()
+            times = []
+            for _ in range(5):
+                s = time.perf_counter()
+                replace_day(conn, day, table)
+                times.append(time.perf_counter() - s)
+            result["replace_day_s"] = sorted(times)[2]
+            result["replace_day_rows"] = len(table)
+    elif name == "checks":
+        with duckdb.connect(db, read_only=True) as conn:
+            last = conn.execute("SELECT max(partition_date) FROM stx_transactions").fetchone()[0]
+            s = time.perf_counter()
+            duplicate_tx_ids(conn, [last - dt.timedelta(days=i) for i in range(5)])
+            result["run_check_s"] = time.perf_counter() - s
+            s = time.perf_counter()
+            audit(conn)
+            result["audit_s"] = time.perf_counter() - s
+    result["seconds"] = time.perf_counter() - t0
+    result["peak_rss_mib"] = _peak_mib()
+    return result
+
+
+def child(name: str, db: Path, out: Path) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--step", name, str(db), str(out)], check=True, capture_output=True, text=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def status_seconds(db: Path, env_extra: dict[str, str], *args: str) -> float:
+    """Wall time of the real command, `stx-pipeline status`, process start included (median of 3)."""
+    import os
+
+    env = {**os.environ, "STX_DUCKDB_PATH": str(db), "STX_TARGET_DAYS": "2150", **env_extra}
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run(
+            [str(Path(sys.executable).parent / "stx-pipeline"), "status", *args], env=env, capture_output=True
+        )
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[1]
+
+
+def run(rows: int, days: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="stx-history-") as tmp:
+        db, out = Path(tmp) / "h.duckdb", Path(tmp) / "site"
+        gen_s = generate(db, rows, days, START)
+        print(f"rows={rows:,} days={days}: generated in {gen_s:.0f}s", flush=True)
+        for name in ("record", "scratch", "replace", "topup", "checks"):
+            r = child(name, db, out)
+            print(f"  {name:8} " + "  ".join(f"{k}={v:,.3f}" for k, v in r.items()), flush=True)
+        home = Path(tmp) / "home"
+        (home / ".dagster" / "storage").mkdir(parents=True)
+        closed = "http://127.0.0.1:9"  # nothing answers there
+        print(f"  status --no-instance: {status_seconds(db, {}, '--no-instance'):.2f}s", flush=True)
+        no_web = {"DAGSTER_HOME": str(home), "STX_UI_URL": closed}
+        print(f"  status, instance on disk, no webserver: {status_seconds(db, no_web):.2f}s", flush=True)
+        size = db.stat().st_size
+        print(f"  DuckDB file {size / 2**30:.2f} GiB, {size / rows:.1f} bytes per transaction", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, action="append", help="rows to generate (repeatable)")
+    parser.add_argument("--days", type=int, default=2150)
+    parser.add_argument("--step", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.step:
+        print(json.dumps(step(*args.step)))
+        return
+    for rows in args.rows or [50_000_000]:
+        run(rows, args.days)
+
+
+if __name__ == "__main__":
+    main()
