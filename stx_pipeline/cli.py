@@ -297,14 +297,26 @@ def cancel(backfill_id: str | None, ui_url: str | None) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--no-instance", is_flag=True, help="Only read DuckDB; skip the Dagster instance.")
-def status(target_days: int | None, as_json: bool, no_instance: bool) -> None:
+@click.option(
+    "--instance",
+    "direct_instance",
+    is_flag=True,
+    help="When no webserver answers, read the Dagster instance directly (imports Dagster, ~2.5 s).",
+)
+def status(target_days: int | None, as_json: bool, no_instance: bool, direct_instance: bool) -> None:
     """What is stored and what is missing. Exit 0 complete, 2 incomplete or in progress, 1 error."""
     from stx_pipeline.operations.status import build_report, render_text
 
     settings = _settings()  # validates STX_TARGET_DAYS by name (a click envvar error would only name the option)
     # The same window validation as `backfill`.
     window = _window_or_target(target_days, None, None, settings, option="--target-days")
-    report = build_report(settings.storage_backend(), len(window), with_instance=not no_instance, window=window)
+    report = build_report(
+        settings.storage_backend(),
+        len(window),
+        with_instance=not no_instance,
+        direct_instance=direct_instance,
+        window=window,
+    )
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else render_text(report))
     sys.exit(report.exit_code)
 

@@ -226,3 +226,31 @@ def test_the_asset_builds_its_partitions_after_the_raw_days_and_checks_them(simu
         }
         assert all(r["strategy"] == "v1" and r["requests"] >= r["pages"] >= 1 for r in records.values())
         assert stale_days(conn) == [] and kept(conn) == scratch(conn)
+
+
+def test_status_reads_the_record_and_leaves_an_instance_without_webserver_unread(tmp_path: Path, monkeypatch):
+    """With an instance on disk and no webserver answering, status answers from the record alone and says how to
+    read the instance (it would import Dagster); the totals come from the record, wallets from the aggregates."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing answers there
+    home = tmp_path / "home"
+    (home / ".dagster" / "storage").mkdir(parents=True)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("STX_UI_URL", f"http://127.0.0.1:{port}")
+    db = tmp_path / "s.duckdb"
+    conn = duckdb.connect(str(db))
+    days = [D0 + dt.timedelta(days=i) for i in range(4)]
+    for i, day in enumerate(days):
+        replace_day(conn, day, day_rows(conn, day, 10 + i, 70 + i, wallets=5 + i))
+    refresh_stale(conn)
+    wallets = conn.execute(f"SELECT count(*) FROM {FIRST_SEEN}").fetchone()[0]
+    conn.close()
+    window = [D0 - dt.timedelta(days=1), *days]
+    report = build_report(db, len(window), window=window)
+    assert report.instance_source is None and "--instance" in (report.instance_note or "")
+    assert (report.total_transactions, report.days_covered, report.unique_wallets) == (46, 4, wallets)
+    assert report.missing_in_storage == [(D0 - dt.timedelta(days=1)).isoformat()]
+    assert report.earliest_transaction == dt.datetime.combine(D0, dt.time(), dt.UTC).isoformat()

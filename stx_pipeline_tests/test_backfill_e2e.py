@@ -87,7 +87,7 @@ def test_in_process_backfill_records_days_in_the_instance(tmp_path, simulator, s
     result = cli(["backfill", "--days", "3", "--in-process"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert stored(env, days) == {d: small_chain.day_total(d) for d in days}
-    status = cli(["status", "--target-days", "3", "--json"], env)
+    status = cli(["status", "--target-days", "3", "--json", "--instance"], env)
     report = json.loads(status.stdout)
     assert status.returncode == 0, status.stdout
     assert report["instance_source"] == "instance" and report["days_materialized"] == 3

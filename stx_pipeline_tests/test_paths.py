@@ -65,7 +65,7 @@ def test_cron_style_in_process_backfill_from_another_directory_uses_the_project(
     assert "Nothing to do" in second.stdout, second.stdout
     assert requests.get(f"{simulator.url}/_sim/stats", timeout=5).json()["requests"] == fetched  # not re-fetched
 
-    status = run_cli(["status", "--target-days", "1", "--json"], env, cron_dirs[1])
+    status = run_cli(["status", "--target-days", "1", "--json", "--instance"], env, cron_dirs[1])
     report = json.loads(status.stdout)
     assert report["instance_source"] == "instance" and report["days_materialized"] == 1, report
 

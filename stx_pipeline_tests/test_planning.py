@@ -106,7 +106,7 @@ def test_a_deleted_database_file_is_fetched_again_not_nothing_to_do(tmp_path, si
     assert again.returncode == 0
 
     Path(env["STX_DUCKDB_PATH"]).unlink()
-    status = cli(["status", "--days", "3"], env)
+    status = cli(["status", "--days", "3", "--instance"], env)
     assert status.returncode == 2, text(status)
     assert f"materialized: 3 (not in DuckDB: {last3[0]}..{last3[2]}; a backfill fetches them again)" in text(status)
 

@@ -1,8 +1,9 @@
 """`stx-pipeline status`: what is stored, what the target window still lacks, what the last backfill did.
 
-Fast on purpose: DuckDB answers the storage part in milliseconds; the instance part comes from the
-webserver's GraphQL when it is up, and only otherwise from the Python instance (importing dagster costs
-about a second and a half).
+Fast on purpose: the storage part comes from DuckDB's per-day ingest record (storage.ingest_record: one row per
+day, so milliseconds at any history size); the instance part comes from the webserver's GraphQL when it answers,
+and from the Python instance only when asked (`--instance`: importing dagster and opening the instance cost ~2.5 s).
+DuckDB's record is the truth for "stored"; the instance adds failed / in-progress days and the latest backfill.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class StatusReport:
     days_missing: list[str] | None = None
     materialized_not_in_duckdb: list[str] | None = None
     latest_backfill: dict[str, Any] | None = None
+    instance_note: str | None = None  # why the instance part is absent (no webserver, not asked to read it)
     error: str | None = None
     # Freshness verdicts and the last alert, as the stx_alerts sensor recorded them (stx_pipeline.alerts).
     alerts: dict[str, Any] | None = None
@@ -133,10 +135,12 @@ class InstanceView:
     source: str  # "webserver" or "instance"
 
 
-def read_instance(window: list[dt.date], web: DagsterWebserver | None = None) -> InstanceView | None:
+def read_instance(
+    window: list[dt.date], web: DagsterWebserver | None = None, *, direct: bool = True
+) -> InstanceView | None:
     """Partition statuses from the webserver's GraphQL when it is up (fast), else from the instance at
     DAGSTER_HOME (imports dagster, ~2.5 s); None when no instance has run here yet. Days an unfinished backfill
-    targets count as in progress before their runs exist."""
+    targets count as in progress before their runs exist. `direct=False`: the webserver or nothing."""
     web = web or DagsterWebserver(timeout_s=5.0)
     if web.is_up():
         try:
@@ -147,6 +151,8 @@ def read_instance(window: list[dt.date], web: DagsterWebserver | None = None) ->
             raise  # the proxy wants a login: say what to set rather than read some other instance
         except WebserverError:
             pass
+    if not direct:
+        return None
     home = dagster_home()
     if home is None or not (home / ".dagster" / "storage").exists():
         return None
@@ -165,9 +171,14 @@ def read_instance(window: list[dt.date], web: DagsterWebserver | None = None) ->
     return InstanceView(statuses, latest, "instance")
 
 
-def _instance_part(report: StatusReport, window: list[dt.date], web: DagsterWebserver) -> None:
-    view = read_instance(window, web)
+def _instance_part(report: StatusReport, window: list[dt.date], web: DagsterWebserver, direct: bool) -> None:
+    view = read_instance(window, web, direct=direct)
     if view is None:
+        if not direct and (home := dagster_home()) is not None and (home / ".dagster" / "storage").exists():
+            report.instance_note = (
+                f"not read: no webserver answers at {web.url}; DuckDB's ingest record above is what is "
+                "stored. `stx-pipeline status --instance` reads the instance directly (imports Dagster, ~2.5 s)."
+            )
         return
     _apply_statuses(report, window, view.statuses)
     report.latest_backfill = view.latest_backfill
@@ -179,6 +190,7 @@ def build_report(
     target_days: int,
     *,
     with_instance: bool = True,
+    direct_instance: bool = False,
     now: dt.datetime | None = None,
     window: list[dt.date] | None = None,
 ) -> StatusReport:
@@ -210,7 +222,7 @@ def build_report(
     report.coverage_percent = round(100.0 * report.days_covered / target_days, 1)
     if with_instance:
         try:
-            _instance_part(report, window, DagsterWebserver(timeout_s=5.0))
+            _instance_part(report, window, DagsterWebserver(timeout_s=5.0), direct_instance)
         except Exception as exc:  # the storage part is still worth printing
             report.error = f"could not read the Dagster instance: {exc}"
     return report
@@ -256,6 +268,8 @@ def render_text(report: StatusReport) -> str:
         if report.latest_backfill:
             b = report.latest_backfill
             lines.append(f"  latest backfill:   {b.get('id')} ({b.get('status')})")
+    if report.instance_note:
+        lines.append(f"Instance:            {report.instance_note}")
     if report.alerts is not None:
         lines += status_lines(report.alerts)
     if report.error:
