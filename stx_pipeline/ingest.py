@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,6 @@ from stx_pipeline.hiro.strategy import DayFetcher
 from stx_pipeline.storage import StorageError, check_database_path, day_counts, duplicate_tx_ids, is_lock_error
 from stx_pipeline.storage import replace_day as store_day
 from stx_pipeline.storage.backend import DuckDBFileStorage, Storage
-from stx_pipeline.storage.ingest_record import DayListing
 
 # Errors no later day of the run can escape: stop at once instead of trying each day.
 STOP_THE_RUN = (EndpointGoneError, QuotaExhaustedError)
@@ -54,7 +53,7 @@ class IngestResult:
     first_burn_block_time: int | None = None
     last_burn_block_time: int | None = None
     seconds: float = 0.0
-    # Read back after a run without failures: rows stored per day, tx_ids stored twice within the run's reach.
+    # Read back after a run without failures: rows stored per day and tx_ids stored twice in the whole table.
     stored: dict[dt.date, int] = field(default_factory=dict)
     duplicates: int = 0
 
@@ -164,55 +163,55 @@ def ingest_days(
     started = time.monotonic()
     result = IngestResult(days=list(days))
     check_writable(storage)
-    for day in days:
-        try:
-            fetched = fetcher.fetch(day)
-        except HiroApiError as exc:
-            unreachable = api_unreachable(exc)
-            if unreachable:
-                exc = HiroApiError(
-                    f"{exc} The API at {client.base_url} cannot be reached (connection refused or unknown "
-                    "host): check STX_API_URL (and that the API or simulator is running); the run stops here.",
-                    status=exc.status,
-                    endpoint=exc.endpoint,
-                )
-            result.failures[day] = exc
-            log.error(f"partition {day}: {exc}")
-            if isinstance(exc, STOP_THE_RUN) or exc.status in (401, 403) or unreachable:
-                break  # the key, the quota, the endpoint or the address: no later day can succeed either
-            continue  # a bad day must not cost the other days of the run
-        write_started = time.monotonic()
-        with write_connection(storage) as conn:
-            listing = DayListing(fetched.total, fetched.strategy, fetched.pages, fetched.requests)
-            store_day(
-                conn, day, fetched.table, conflict_timeout_s=storage.write_conflict_timeout_s, listing=listing
+    # Days are listed one ahead on the shared pacer while the previous one is written (DayFetcher.fetch_days);
+    # leaving the loop (a stop, a failed write) gives up the day listed ahead before its next request.
+    with closing(fetcher.fetch_days(days)) as listings:
+        for day, outcome in listings:
+            if isinstance(outcome, HiroApiError):
+                exc = outcome
+                unreachable = api_unreachable(exc)
+                if unreachable:
+                    exc = HiroApiError(
+                        f"{exc} The API at {client.base_url} cannot be reached (connection refused or unknown "
+                        "host): check STX_API_URL (and that the API or simulator is running); the run stops here.",
+                        status=exc.status,
+                        endpoint=exc.endpoint,
+                    )
+                result.failures[day] = exc
+                log.error(f"partition {day}: {exc}")
+                if isinstance(exc, STOP_THE_RUN) or exc.status in (401, 403) or unreachable:
+                    break  # the key, the quota, the endpoint or the address: no later day can succeed either
+                continue  # a bad day must not cost the other days of the run
+            fetched = outcome
+            write_started = time.monotonic()
+            with write_connection(storage) as conn:
+                store_day(conn, day, fetched.table, conflict_timeout_s=storage.write_conflict_timeout_s)
+            write_s = time.monotonic() - write_started
+            result.api_totals[day] = fetched.total
+            if result.first_burn_block_time is None:
+                result.first_burn_block_time = fetched.first_burn_block_time
+            result.last_burn_block_time = fetched.last_burn_block_time or result.last_burn_block_time
+            result.per_day.append(
+                {
+                    "day": day.isoformat(),
+                    "rows": fetched.total,
+                    "pages": fetched.pages,
+                    "strategy": fetched.strategy,
+                    "requests": fetched.requests,
+                    "fetch_s": round(fetched.seconds, 2),
+                    "write_s": round(write_s, 3),
+                }
             )
-        write_s = time.monotonic() - write_started
-        result.api_totals[day] = fetched.total
-        if result.first_burn_block_time is None:
-            result.first_burn_block_time = fetched.first_burn_block_time
-        result.last_burn_block_time = fetched.last_burn_block_time or result.last_burn_block_time
-        result.per_day.append(
-            {
-                "day": day.isoformat(),
-                "rows": fetched.total,
-                "pages": fetched.pages,
-                "strategy": fetched.strategy,
-                "requests": fetched.requests,
-                "fetch_s": round(fetched.seconds, 2),
-                "write_s": round(write_s, 3),
-            }
-        )
-        log.info(
-            f"{day}: {fetched.total} transactions in {fetched.pages} pages, "
-            f"fetched in {fetched.seconds:.1f}s, written in {write_s:.2f}s"
-        )
+            log.info(
+                f"{day}: {fetched.total} transactions in {fetched.pages} pages, "
+                f"fetched in {fetched.seconds:.1f}s, written in {write_s:.2f}s"
+            )
     result.stats = client.stats.snapshot()
     result.api_strategy = fetcher.active
     result.switched_to_v3 = fetcher.switched_to_v3
     if not result.failures:
         with write_connection(storage) as conn:
             result.stored = day_counts(conn, days)
-            result.duplicates = duplicate_tx_ids(conn, days)  # the run's days and their reorg reach
+            result.duplicates = duplicate_tx_ids(conn)
     result.seconds = time.monotonic() - started
     return result

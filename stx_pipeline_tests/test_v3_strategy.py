@@ -116,10 +116,10 @@ class RecordingClient(HiroClient):
         super().__init__(*args, **kwargs)
         self.calls: Counter[str] = Counter()
 
-    def get_json(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def get_json(self, path: str, params: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         family = "/".join(part if not part.isdigit() else "{n}" for part in path.split("/"))
         self.calls[family] += 1
-        return super().get_json(path, params)
+        return super().get_json(path, params, **kwargs)
 
 
 # --- same days through both strategies -------------------------------------------------------------

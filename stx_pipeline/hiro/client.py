@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -21,6 +22,7 @@ from requests.adapters import HTTPAdapter
 
 from stx_pipeline.hiro.errors import (
     EndpointGoneError,
+    FetchCancelledError,
     HiroApiError,
     QuotaExhaustedError,
     RetriesExhaustedError,
@@ -160,10 +162,22 @@ class HiroClient:
 
     # -- public -----------------------------------------------------------------------------------
 
-    def get_json(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One endpoint call, retried on transient failures; raises HiroApiError subclasses otherwise."""
+    def get_json(
+        self, path: str, params: dict[str, Any] | None = None, *, cancelled: Callable[[], bool] | None = None
+    ) -> dict[str, Any]:
+        """One endpoint call, retried on transient failures; raises HiroApiError subclasses otherwise.
+
+        `cancelled` (polled before each attempt and during retry waits) gives the call up with
+        FetchCancelledError, sending nothing more: the caller no longer needs the answer."""
         endpoint = f"{path}?{urlencode(params)}" if params else path
+
+        def sleep(seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+            while not (cancelled and cancelled()) and (left := deadline - time.monotonic()) > 0:
+                time.sleep(min(left, 0.05))
+
         retrying = tenacity.Retrying(
+            sleep=sleep,
             retry=tenacity.retry_if_exception_type(TransientHttpError),
             wait=self._wait_before_retry,
             stop=tenacity.stop_after_attempt(self.max_attempts),
@@ -171,7 +185,7 @@ class HiroClient:
             reraise=True,
         )
         try:
-            return retrying(self._get_once, path, params, endpoint)
+            return retrying(self._get_once, path, params, endpoint, cancelled)
         except TransientHttpError as exc:
             raise RetriesExhaustedError(
                 f"GET {endpoint} still failing after {self.max_attempts} attempts: {exc}. "
@@ -188,10 +202,16 @@ class HiroClient:
 
     # -- one attempt ------------------------------------------------------------------------------
 
-    def _get_once(self, path: str, params: dict[str, Any] | None, endpoint: str) -> dict[str, Any]:
+    def _get_once(
+        self, path: str, params: dict[str, Any] | None, endpoint: str, cancelled: Callable[[], bool] | None = None
+    ) -> dict[str, Any]:
         if self._quota_exhausted:
             raise QuotaExhaustedError(self._quota_message(endpoint), status=429, endpoint=endpoint)
+        if cancelled and cancelled():
+            raise FetchCancelledError(f"GET {endpoint} not sent: its day was given up", endpoint=endpoint)
         self.pacer.wait()
+        if cancelled and cancelled():  # the wait for a slot can be long (a server hold): look again
+            raise FetchCancelledError(f"GET {endpoint} not sent: its day was given up", endpoint=endpoint)
         self.stats.add(requests=1)
         try:
             response = self.session.get(self.base_url + path, params=params, timeout=self.timeout)

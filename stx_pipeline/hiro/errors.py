@@ -46,3 +46,7 @@ class RecordError(HiroApiError):
 
 class IncompleteDayError(HiroApiError):
     """The pages of a day do not add up to the API's own `total` (short page, changing total, duplicates)."""
+
+
+class FetchCancelledError(HiroApiError):
+    """A request not sent because its day was given up: another page of it failed, or the run stopped."""

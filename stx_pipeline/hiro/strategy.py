@@ -7,10 +7,14 @@ asset stores identical rows whichever listed the day.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Literal, get_args
 
 from stx_pipeline.hiro.client import HiroClient, Logger
-from stx_pipeline.hiro.errors import EndpointGoneError
+from stx_pipeline.hiro.errors import EndpointGoneError, HiroApiError
 from stx_pipeline.hiro.transactions import DayFetch, fetch_day
 from stx_pipeline.hiro.v3 import V3DayLister
 
@@ -42,23 +46,85 @@ class DayFetcher:
         self.active: Literal["v1", "v3"] = "v3" if self.strategy == "v3" else "v1"
         self.switched_to_v3 = False
         self._v3 = V3DayLister(client, page_workers=page_workers, logger=self.log)
+        self._last_total: int | None = None  # the latest v1 day's total: sizes the next day's first requests
+        self._switch_lock = threading.Lock()
+        self._v3_lock = threading.Lock()
 
     @property
     def by_block_time_available(self) -> bool:
         return self._v3.by_block_time_available
 
-    def fetch(self, day: dt.date) -> DayFetch:
+    def fetch(
+        self, day: dt.date, cancelled: Callable[[], bool] | None = None, pages: Executor | None = None
+    ) -> DayFetch:
         if self.active == "v1":
             try:
-                return fetch_day(self.client, day, page_workers=self.page_workers)
+                fetched = fetch_day(
+                    self.client,
+                    day,
+                    page_workers=self.page_workers,
+                    size_hint=self._last_total,
+                    cancelled=cancelled,
+                    pool=pages,
+                )
+                self._last_total = fetched.total  # the next day's first pages go out together, sized by this
+                return fetched
             except EndpointGoneError as exc:
                 if self.strategy != "auto":
                     raise
-                # Remember the switch: a retired endpoint does not come back, and asking again costs a call a day.
-                self.active = "v3"
-                self.switched_to_v3 = True
-                self.log.warning(
-                    f"partition {day}: the v1 listing is gone ({exc.endpoint} answered 410); switching this run "
-                    "to the v3 cursor listing (/extended/v3/transactions). Set STX_API_STRATEGY=v3 to skip v1."
-                )
-        return self._v3.fetch_day(day)
+                with self._switch_lock:  # a day listed ahead may meet the same 410: switch and warn once
+                    if self.active == "v1":
+                        # Remember the switch: a retired endpoint does not come back, and asking again costs a
+                        # call a day.
+                        self.active = "v3"
+                        self.switched_to_v3 = True
+                        self.log.warning(
+                            f"partition {day}: the v1 listing is gone ({exc.endpoint} answered 410); switching "
+                            "this run to the v3 cursor listing (/extended/v3/transactions). Set "
+                            "STX_API_STRATEGY=v3 to skip v1."
+                        )
+        with self._v3_lock:  # the v3 lister keeps run state (chain tip, block density): one day at a time
+            return self._v3.fetch_day(day)
+
+    def fetch_days(
+        self, days: Iterable[dt.date], lookahead: int = 1
+    ) -> Iterator[tuple[dt.date, DayFetch | HiroApiError]]:
+        """Each day with its listing or the API error that lost it, in order, listing up to `lookahead` days
+        ahead of the one the caller is handling.
+
+        At a round trip longer than the pacing interval a day listed alone leaves the budget unused while its last
+        pages drain and while it is converted and written; the next day's pages fill those slots (every request
+        still waits for the one shared pacer). Memory: the day handed out plus `lookahead` days being listed.
+        A day's error is that day's alone. Closing the iterator (the caller stops the run, or fails writing)
+        gives up the days listed ahead: their next request is not sent, their retry waits end, and it returns
+        once their threads are done. Use it in `contextlib.closing(...)`.
+        """
+        lookahead = max(0, lookahead)
+        given_up = threading.Event()
+        pending: deque[tuple[dt.date, Future[DayFetch]]] = deque()
+        remaining = iter(days)
+        listers = ThreadPoolExecutor(max_workers=1 + lookahead, thread_name_prefix="day")
+        # One page queue for the run, first come first served: day d's pages go before day d+1's, whose first
+        # pages then take the workers d's last pages free. Enough workers to keep (1 + lookahead) days busy.
+        pages = ThreadPoolExecutor(max_workers=max(1, self.page_workers) * (1 + lookahead), thread_name_prefix="page")
+
+        def list_next() -> None:
+            day = next(remaining, None)
+            if day is not None:
+                pending.append((day, listers.submit(self.fetch, day, given_up.is_set, pages)))
+
+        try:
+            for _ in range(1 + lookahead):
+                list_next()
+            while pending:
+                day, future = pending.popleft()
+                try:
+                    outcome: DayFetch | HiroApiError = future.result()
+                except HiroApiError as exc:
+                    outcome = exc
+                yield day, outcome
+                list_next()  # only now: at most `lookahead` days are held besides the one being written
+        finally:
+            given_up.set()
+            listers.shutdown(wait=True, cancel_futures=True)
+            pages.shutdown(wait=True)
