@@ -37,6 +37,10 @@ START = dt.date(2021, 1, 14)  # Stacks 2.0
 
 
 def _peak_mib() -> float:
+    # VmHWM, not ru_maxrss: a child keeps its parent's ru_maxrss across exec (the generator's peak).
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
