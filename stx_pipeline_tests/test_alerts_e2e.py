@@ -55,6 +55,8 @@ def test_failure_freshness_recovery_and_switch_reach_the_webhook_once_each(tmp_p
             assert backfill.returncode == 0, backfill.stdout + backfill.stderr
             (recovered,) = hook.wait_for("RECOVERED: stx_transactions — materialized", timeout_s=120)
             assert f"Days: {yesterday}" in recovered
+            # The run that stored yesterday evaluated the freshness check too: it passes again.
+            hook.wait_for("RECOVERED: stx_transactions — check freshness_check passes again", timeout_s=120)
 
             # 4. v1 retired mid-history: a run meeting 410 switches to v3 and says so, once.
             simulator.faults = FaultConfig(gone=True)
