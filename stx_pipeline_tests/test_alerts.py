@@ -230,3 +230,25 @@ def test_status_shows_freshness_and_the_last_alert(tmp_path, monkeypatch):
     ) in text
     assert "to the log: OVERDUE: stx_transactions — late" in text
     assert report.as_json()["alerts"]["last_alert"]["kind"] == "freshness_overdue"
+
+
+def test_first_tick_announces_a_check_failing_now_but_replays_no_old_run_failure(tmp_path, simulator, db_path):
+    sensor = build_alert_sensor(30)
+    settings = Settings.model_validate({"freshness_deadline_hours": 0})
+    freshness = build_freshness_checks(settings)
+    resources = pipeline_resources(simulator.url, db_path, max_attempts=1, max_backoff_s=0.1)
+    simulator.faults = FaultConfig(fail_days=["2025-03-02"])
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance, WebhookReceiver() as hook:
+        old = dg.materialize(
+            [stx_transactions], resources=resources, partition_key="2025-03-02", instance=instance, raise_on_error=False
+        )
+        assert not old.success
+        dg.materialize(
+            [stx_transactions, freshness[0]],
+            selection=dg.AssetSelection.checks(*freshness[0].check_keys),
+            resources=resources,
+            instance=instance,
+        )
+        cursor = _tick(sensor, instance, None, hook.url)
+        cursor = _tick(sensor, instance, cursor, hook.url)
+    assert [t.split(" — ")[0] for t in hook.texts()] == ["[stx-pipeline] OVERDUE: stx_transactions"]
