@@ -81,13 +81,15 @@ def _freshness_checks(deadline: float) -> list[dg.AssetChecksDefinition]:
     ]
 
 
-def build_freshness_sensor(checks: Sequence[dg.AssetChecksDefinition], interval_s: int) -> dg.SensorDefinition:
+def build_freshness_sensor(
+    checks: Sequence[dg.AssetChecksDefinition], interval_s: int, *, running: bool = True
+) -> dg.SensorDefinition:
     with warnings.catch_warnings():
         warnings.simplefilter(**_SUPERSEDED)
         return dg.build_sensor_for_freshness_checks(
             freshness_checks=checks,
             minimum_interval_seconds=interval_s,
-            default_status=dg.DefaultSensorStatus.RUNNING,
+            default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
         )
 
 

@@ -38,7 +38,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_daily_topup(running=settings.daily_topup),
             wallet_dashboard_automation,
             wallet_day_activity_automation,
-            build_freshness_sensor(freshness, settings.alert_interval_s),
+            build_freshness_sensor(freshness, settings.alert_interval_s, running=settings.freshness_sensor),
             build_alert_sensor(settings.alert_interval_s),
         ],
         resources={

@@ -169,6 +169,8 @@ class Settings(ServiceSettings):
     alert_format: Literal["json", "plain"] = "json"
     alert_interval_s: int = 60
     freshness_deadline_hours: float | None = None
+    # freshness_checks_sensor starts running unless off (the tests' dagster dev turn it off like the top-up).
+    freshness_sensor: bool = True
 
     @field_validator("start_date", mode="before")
     @classmethod
@@ -247,7 +249,7 @@ class Settings(ServiceSettings):
             raise ValueError(f"{_variable(info)}={value!r} must be one of {', '.join(allowed)}")
         return value
 
-    @field_validator("daily_topup", mode="before")
+    @field_validator("daily_topup", "freshness_sensor", mode="before")
     @classmethod
     def _switch(cls, value: Any, info: ValidationInfo) -> Any:
         text = str(value).strip().lower()

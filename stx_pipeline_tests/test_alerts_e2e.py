@@ -34,6 +34,7 @@ def test_failure_freshness_recovery_and_switch_reach_the_webhook_once_each(tmp_p
             STX_TOPUP_DELAY_HOURS="0",
             STX_TARGET_DAYS="2",
             STX_FRESHNESS_DEADLINE_HOURS="0",
+            STX_FRESHNESS_SENSOR="on",
         )
         with dagster_dev(tmp_path, env) as ui:
             # 1. A missed deadline: the freshness sensor's check fails, one OVERDUE message naming the day.

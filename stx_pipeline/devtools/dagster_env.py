@@ -36,6 +36,8 @@ def pipeline_env(root: Path, api_url: str, **extra: str) -> dict[str, str]:
             "STX_PUBLIC_DIR": str(root / "public"),
             "STX_REQUESTS_PER_MINUTE": "0",
             "STX_DAILY_TOPUP": "off",
+            # No check run at start-up beside the runs a test launches (test_alerts_e2e turns it on).
+            "STX_FRESHNESS_SENSOR": "off",
             **extra,
         }
     )
