@@ -6,9 +6,10 @@ Dagster instance, all inside the pytest process. Anything that starts a process 
 Python's audit events (PEP 578) see every process start in this interpreter; a test that is not marked `slow` and
 starts one, in its setup or its body, fails and names what it started. Loaded by conftest's `pytest_plugins`.
 
-One exception: Dagster itself mirrors a run's captured stdout/stderr through `tail -F` and an orphan watcher
-(dagster/_core/execution/compute_logs.py) for an in-process run on a persistent instance. Those belong to an
-in-process run, not to the test, and are not counted.
+Two exceptions, started by libraries rather than by the test, and not counted: Dagster mirrors a run's captured
+stdout/stderr through `tail -F` and an orphan watcher (dagster/_core/execution/compute_logs.py) for an in-process
+run on a persistent instance; and the standard library's `platform.architecture()` asks `file -b` about the
+interpreter the first time a library calls it at import (which test imports it first depends on the order).
 
 The mark also covers long in-process scenarios (many days under faults, wall-clock rate measurements): those are
 marked by hand, the plugin only checks processes.
@@ -39,20 +40,21 @@ def _describe(event: str, args: tuple[Any, ...]) -> str:
     return event
 
 
-DAGSTER_COMPUTE_LOGS = ("dagster", "_core", "execution", "compute_logs.py")
+# Files whose process starts are a library's, not the test's (see the module docstring).
+LIBRARY_STARTERS = ("/".join(("dagster", "_core", "execution", "compute_logs.py")), "/platform.py")
 
 
-def _started_by_dagster_log_capture() -> bool:
+def _started_by_a_library() -> bool:
     frame = sys._getframe(2)
     while frame is not None:
-        if frame.f_code.co_filename.endswith("/".join(DAGSTER_COMPUTE_LOGS)):
+        if frame.f_code.co_filename.endswith(LIBRARY_STARTERS):
             return True
         frame = frame.f_back
     return False
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if _started is not None and event in PROCESS_EVENTS and not _started_by_dagster_log_capture():
+    if _started is not None and event in PROCESS_EVENTS and not _started_by_a_library():
         _started.append(_describe(event, args))
 
 
