@@ -37,7 +37,7 @@ from common import (
     run_timed,
 )
 
-from stx_pipeline.days import ASSET_NAME
+from stx_pipeline.days import ASSET_NAME, range_tags
 
 DAY = dt.date(2025, 3, 1)  # any complete past day; the simulator's chain starts 2021-01-14
 PAGE_LIMIT = 50
@@ -156,8 +156,9 @@ def _vm(field: str) -> int:
     return 0
 
 
-def child_materialize(url: str, db: str, day: str) -> None:
-    """Run in a fresh process: import, materialize one day, print JSON (times, metadata, memory)."""
+def child_materialize(url: str, db: str, day: str, n_days: int = 1) -> None:
+    """Run in a fresh process: import, materialize one day (or `n_days` from `day` in one run, as a backfill's
+    run does: days listed one ahead while the previous one is written), print JSON (times, metadata, memory)."""
     started = time.perf_counter()
     import dagster as dg
 
@@ -169,8 +170,16 @@ def child_materialize(url: str, db: str, day: str) -> None:
     import_s = time.perf_counter() - started
     rss_after_import = _vm("VmRSS")
     started = time.perf_counter()
+    first = dt.date.fromisoformat(day)
     result = dg.materialize(
-        [stx_transactions], resources=pipeline_resources(url, Path(db)), partition_key=day, raise_on_error=True
+        [stx_transactions],
+        resources=pipeline_resources(url, Path(db)),
+        **(
+            {"partition_key": day}
+            if n_days == 1
+            else {"tags": range_tags(first, first + dt.timedelta(days=n_days - 1))}  # type: ignore[dict-item]
+        ),
+        raise_on_error=True,
     )
     run_s = time.perf_counter() - started
     meta = result.asset_materializations_for_node(ASSET_NAME)[0].metadata
@@ -374,26 +383,33 @@ def _latest_per_day(home: Path) -> dict[str, Any] | None:
         return per_day.value[-1] if per_day is not None else None
 
 
-def bench_rss(work: Path, txs: int) -> dict[str, Any]:
+def bench_rss(work: Path, txs: int, n_days: int = 1) -> dict[str, Any]:
     from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
 
-    print(f"\n== c. peak RSS of a run at {txs:,} transactions a day (fresh child process) ==", flush=True)
+    print(
+        f"\n== c. peak RSS of a run of {n_days} day(s) at {txs:,} transactions a day (fresh child process) ==",
+        flush=True,
+    )
     chain = SyntheticChain(ChainConfig(seed=7, txs_per_day=txs))
-    _warm(chain, DAY)
+    for i in range(n_days):
+        _warm(chain, DAY + dt.timedelta(days=i))
     with SimulatorServer(chain, FaultConfig(), hide_future=False) as sim:
         wall, rc, output = run_timed(
-            [PYTHON, __file__, "--child-materialize", sim.url, str(work / "rss.duckdb"), DAY.isoformat()],
+            [PYTHON, __file__, "--child-materialize", sim.url, str(work / "rss.duckdb"), DAY.isoformat(), str(n_days)],
             cwd=PROJECT_ROOT,
         )
     if rc != 0:
         raise SystemExit(f"child materialize failed:\n{output}")
     data = _child_result(output)
-    (day,) = data["per_day"]
+    for day in data["per_day"]:
+        print(
+            f"{day['day']}: {day['rows']:,} rows, {day['pages']} pages (fetch {day['fetch_s']:.1f} s, "
+            f"write {day['write_s']:.2f} s)",
+            flush=True,
+        )
     print(
-        f"{day['rows']:,} rows, {day['pages']} pages: run {data['run_s']:.1f} s (fetch {day['fetch_s']:.1f} s, "
-        f"write {day['write_s']:.2f} s)\n"
-        f"  RSS after imports {data['rss_after_import'] / 2**20:.0f} MiB; peak RSS (VmHWM) "
-        f"{data['peak_rss'] / 2**20:.0f} MiB",
+        f"  run {data['run_s']:.1f} s; RSS after imports {data['rss_after_import'] / 2**20:.0f} MiB; peak RSS "
+        f"(VmHWM) {data['peak_rss'] / 2**20:.0f} MiB",
         flush=True,
     )
     return {"process_s": wall, **data}
@@ -500,8 +516,8 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--child-stages":
         child_stages(*sys.argv[2:])
         return
-    if len(sys.argv) == 5 and sys.argv[1] == "--child-materialize":
-        child_materialize(*sys.argv[2:])
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "--child-materialize":
+        child_materialize(*sys.argv[2:5], *(int(n) for n in sys.argv[5:]))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("parts", nargs="*", metavar="part", help="write | materialize | rss | pages (default: all)")
@@ -509,6 +525,7 @@ def main() -> None:
     parser.add_argument("--prefill-rows", type=int, default=1_000_000)
     parser.add_argument("--materialize-txs", type=int, default=5_000)
     parser.add_argument("--rss-txs", type=int, default=100_000)
+    parser.add_argument("--rss-days", type=int, default=1, help="rss: days in the run (2+: with the lookahead)")
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     parser.add_argument("--keep", action="store_true", help="Keep the scratch folder.")
     args = parser.parse_args()
@@ -529,7 +546,7 @@ def main() -> None:
         if "materialize" in parts:
             results["materialize"] = bench_materialize(work, max(3, args.reps // 2 + 1), args.materialize_txs)
         if "rss" in parts:
-            results["rss"] = bench_rss(work, args.rss_txs)
+            results["rss"] = bench_rss(work, args.rss_txs, args.rss_days)
         if "rss-stages" in parts:
             results["rss_stages"] = bench_rss_stages(args.rss_txs)
     finally:

@@ -15,10 +15,12 @@ from typing import Literal, get_args
 
 from stx_pipeline.hiro.client import HiroClient, Logger
 from stx_pipeline.hiro.errors import EndpointGoneError, HiroApiError
-from stx_pipeline.hiro.transactions import DayFetch, fetch_day
+from stx_pipeline.hiro.transactions import PAGE_LIMIT, DayFetch, fetch_day
 from stx_pipeline.hiro.v3 import V3DayLister
 
 Strategy = Literal["v1", "v3", "auto"]
+# Rows of a day listed ahead fetched before the previous day is written (v1): 64 pages, ~6 s at 600/min.
+LOOKAHEAD_ROWS = 64 * PAGE_LIMIT
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
@@ -55,7 +57,11 @@ class DayFetcher:
         return self._v3.by_block_time_available
 
     def fetch(
-        self, day: dt.date, cancelled: Callable[[], bool] | None = None, pages: Executor | None = None
+        self,
+        day: dt.date,
+        cancelled: Callable[[], bool] | None = None,
+        pages: Executor | None = None,
+        hold: Callable[[int], None] | None = None,
     ) -> DayFetch:
         if self.active == "v1":
             try:
@@ -66,6 +72,7 @@ class DayFetcher:
                     size_hint=self._last_total,
                     cancelled=cancelled,
                     pool=pages,
+                    hold=hold,
                 )
                 self._last_total = fetched.total  # the next day's first pages go out together, sized by this
                 return fetched
@@ -90,18 +97,18 @@ class DayFetcher:
         self, days: Iterable[dt.date], lookahead: int = 1
     ) -> Iterator[tuple[dt.date, DayFetch | HiroApiError]]:
         """Each day with its listing or the API error that lost it, in order, listing up to `lookahead` days
-        ahead of the one the caller is handling.
+        ahead of the one the caller is handling (of a large day, its first LOOKAHEAD_ROWS rows).
 
         At a round trip longer than the pacing interval a day listed alone leaves the budget unused while its last
         pages drain and while it is converted and written; the next day's pages fill those slots (every request
-        still waits for the one shared pacer). Memory: the day handed out plus `lookahead` days being listed.
+        still waits for the one shared pacer). Memory: the day handed out plus the first LOOKAHEAD_ROWS of the next.
         A day's error is that day's alone. Closing the iterator (the caller stops the run, or fails writing)
         gives up the days listed ahead: their next request is not sent, their retry waits end, and it returns
         once their threads are done. Use it in `contextlib.closing(...)`.
         """
         lookahead = max(0, lookahead)
         given_up = threading.Event()
-        pending: deque[tuple[dt.date, Future[DayFetch]]] = deque()
+        pending: deque[tuple[dt.date, threading.Event, Future[DayFetch]]] = deque()
         remaining = iter(days)
         listers = ThreadPoolExecutor(max_workers=1 + lookahead, thread_name_prefix="day")
         # One page queue for the run, first come first served: day d's pages go before day d+1's, whose first
@@ -111,19 +118,28 @@ class DayFetcher:
         def list_next() -> None:
             day = next(remaining, None)
             if day is not None:
-                pending.append((day, listers.submit(self.fetch, day, given_up.is_set, pages)))
+                turn = threading.Event()  # set when the caller asks for this day: its predecessor is written
+
+                def hold(offset: int) -> None:
+                    # A day listed ahead holds at most LOOKAHEAD_ROWS rows until its turn: enough to fill the
+                    # predecessor's drain and write, and a run at 100,000 tx/day stays within its memory target.
+                    while offset >= LOOKAHEAD_ROWS and not turn.wait(0.05) and not given_up.is_set():
+                        pass
+
+                pending.append((day, turn, listers.submit(self.fetch, day, given_up.is_set, pages, hold)))
 
         try:
             for _ in range(1 + lookahead):
                 list_next()
             while pending:
-                day, future = pending.popleft()
+                day, turn, future = pending.popleft()
+                turn.set()
                 try:
                     outcome: DayFetch | HiroApiError = future.result()
                 except HiroApiError as exc:
                     outcome = exc
                 yield day, outcome
-                list_next()  # only now: at most `lookahead` days are held besides the one being written
+                list_next()  # only now: at most `lookahead` days are listed besides the one being written
         finally:
             given_up.set()
             listers.shutdown(wait=True, cancel_futures=True)

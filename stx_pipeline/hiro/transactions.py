@@ -82,6 +82,7 @@ def fetch_day(
     size_hint: int | None = None,
     cancelled: Callable[[], bool] | None = None,
     pool: Executor | None = None,
+    hold: Callable[[int], None] | None = None,
 ) -> DayFetch:
     """Every transaction of the day, checked against the API's `total`; raises if the pages disagree.
 
@@ -89,7 +90,9 @@ def fetch_day(
     200 ms round trip a page fetched alone leaves two 0.1 s pacing slots unused. `cancelled` is polled before each
     request and during retry waits: a run that stops (quota, refused key) ends a day listed ahead at once.
     `pool` runs the page requests (shared by the days of a run, first come first served, so a day listed ahead
-    takes the workers its predecessor no longer needs); without one the day has `page_workers` threads of its own."""
+    takes the workers its predecessor no longer needs); without one the day has `page_workers` threads of its own.
+    `hold(offset)` is called before each page is queued and may block (this thread, never a page worker): a day
+    listed ahead waits there so that it holds only a bounded part of itself until its predecessor is written."""
     started = time.monotonic()
     start, end = day_window(day)
     label = day.isoformat()
@@ -129,6 +132,8 @@ def fetch_day(
         first_done = next(iter(done))
         if first_done.exception() is None:
             for offset in range(len(first) * PAGE_LIMIT, first_done.result()[0], PAGE_LIMIT):
+                if hold is not None:
+                    hold(offset)
                 futures[offset] = pool.submit(get_page, offset)
     except BaseException:
         failed.set()
