@@ -55,14 +55,15 @@ class WalletDashboardConfig(dg.Config):
     kinds={"duckdb", "html"},
     description=(
         "Static wallet-growth dashboard (index.html + assets/plotly.min.js) computed in DuckDB from every "
-        "stored day of stx_transactions, published atomically into STX_PUBLIC_DIR. Reads DuckDB read-only."
+        "stored day of stx_transactions through the per-day aggregates (wallet_day_activity; days still stale are "
+        "refreshed first, in short write transactions), published atomically into STX_PUBLIC_DIR."
     ),
 )
 def wallet_dashboard(
     context: dg.AssetExecutionContext, config: WalletDashboardConfig, storage: StorageResource
 ) -> dg.MaterializeResult:
-    # Read-only: the storage's read connection waits through ingestion's short write windows instead of
-    # taking the writer's lock.
+    # Stale aggregates (usually none: wallet_day_activity keeps them) are refreshed in short write transactions
+    # that wait through ingestion's writes; the page itself is computed on a read-only connection.
     out_dir = config.resolved_public_dir()
     history = storage.backend()
     started = time.monotonic()
