@@ -34,6 +34,7 @@ from stx_pipeline.hiro.strategy import DayFetcher
 from stx_pipeline.storage import StorageError, check_database_path, day_counts, duplicate_tx_ids, is_lock_error
 from stx_pipeline.storage import replace_day as store_day
 from stx_pipeline.storage.backend import DuckDBFileStorage, Storage
+from stx_pipeline.storage.ingest_record import DayListing
 
 # Errors no later day of the run can escape: stop at once instead of trying each day.
 STOP_THE_RUN = (EndpointGoneError, QuotaExhaustedError)
@@ -53,7 +54,7 @@ class IngestResult:
     first_burn_block_time: int | None = None
     last_burn_block_time: int | None = None
     seconds: float = 0.0
-    # Read back after a run without failures: rows stored per day and tx_ids stored twice in the whole table.
+    # Read back after a run without failures: rows stored per day, tx_ids stored twice within the run's reach.
     stored: dict[dt.date, int] = field(default_factory=dict)
     duplicates: int = 0
 
@@ -185,7 +186,10 @@ def ingest_days(
             fetched = outcome
             write_started = time.monotonic()
             with write_connection(storage) as conn:
-                store_day(conn, day, fetched.table, conflict_timeout_s=storage.write_conflict_timeout_s)
+                listing = DayListing(fetched.total, fetched.strategy, fetched.pages, fetched.requests)
+                store_day(
+                    conn, day, fetched.table, conflict_timeout_s=storage.write_conflict_timeout_s, listing=listing
+                )
             write_s = time.monotonic() - write_started
             result.api_totals[day] = fetched.total
             if result.first_burn_block_time is None:
@@ -212,6 +216,6 @@ def ingest_days(
     if not result.failures:
         with write_connection(storage) as conn:
             result.stored = day_counts(conn, days)
-            result.duplicates = duplicate_tx_ids(conn)
+            result.duplicates = duplicate_tx_ids(conn, days)  # the run's days and their reorg reach
     result.seconds = time.monotonic() - started
     return result
