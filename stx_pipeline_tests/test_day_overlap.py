@@ -15,7 +15,7 @@ import pytest
 
 from stx_pipeline.days import day_window
 from stx_pipeline.hiro import EndpointGoneError, HiroClient
-from stx_pipeline.hiro.strategy import DayFetcher
+from stx_pipeline.hiro.strategy import LOOKAHEAD_ROWS, DayFetcher
 from stx_pipeline.hiro.transactions import first_batch
 from stx_pipeline.ingest import IngestResult, ingest_days
 from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
@@ -117,7 +117,7 @@ def test_requests_never_exceed_the_budget_with_days_overlapping(chain, tmp_path)
             if t1 - t0 >= 1.0:
                 assert n1 - n0 <= (t1 - t0) / 0.1 + 2, f"{n1 - n0} requests in {t1 - t0:.2f} s"
                 worst = max(worst, (n1 - n0) / ((t1 - t0) / 0.1))
-    assert worst > 0.8  # and the overlap did use the budget (the windows ran near the limit)
+    assert worst > 0.6  # and the overlap did use the budget (the windows ran near the limit)
 
 
 def test_a_stop_error_gives_up_the_day_listed_ahead(chain, tmp_path):
@@ -134,9 +134,9 @@ def test_a_stop_error_gives_up_the_day_listed_ahead(chain, tmp_path):
     assert failed_day == SIX[1]
     assert result.written_days == [SIX[0].isoformat()]
     assert result.not_attempted == SIX[2:]
-    # Days 1-2 (and day 3 listed ahead) stop at the 410: the 19 good requests, then at most the requests already
-    # in flight on the page workers (2 days x 4) when the first 410 arrived.
-    assert 20 <= after_return <= 20 + 8
+    # The days stop at the 410s: the 19 good requests, then what was in flight or queued on the 8 page threads
+    # as each day met its own 410 — not the 4 later days' ~50 requests.
+    assert 20 <= after_return <= 20 + 16
 
 
 def test_a_refused_key_stops_the_run_and_the_lookahead_sends_nothing_more(chain, tmp_path):
@@ -151,19 +151,19 @@ def test_a_refused_key_stops_the_run_and_the_lookahead_sends_nothing_more(chain,
     assert after_return <= 30 + 8
 
 
-def test_closing_the_listing_gives_up_the_day_listed_ahead_before_it_is_whole(chain, tmp_path):
-    """What ingest_days does on a stop or a failed write: close the iterator after day 1. Day 2, listed ahead at
-    300/min, is given up mid-way (its next request not sent), not listed to its end."""
-    pages = {d: -(-chain.day_total(d) // 50) for d in SIX[:2]}
-    with (
-        SimulatorServer(chain, FaultConfig(latency_ms=100)) as sim,
-        HiroClient(sim.url, requests_per_minute=300) as hiro,
-    ):
+def test_closing_the_listing_gives_up_the_day_listed_ahead_before_it_is_whole():
+    """What ingest_days does on a stop or a failed write: close the iterator after day 1. Day 2 (over 64 pages)
+    is listed ahead only up to its first LOOKAHEAD_ROWS rows until its turn; closing gives up the rest, unsent."""
+    big = SyntheticChain(ChainConfig(seed=9, txs_per_day=4000))  # 68-92 pages a day
+    pages = {d: -(-big.day_total(d) // 50) for d in SIX[:2]}
+    assert pages[SIX[1]] * 50 > LOOKAHEAD_ROWS
+    with SimulatorServer(big, FaultConfig(latency_ms=20)) as sim, HiroClient(sim.url, pool_size=16) as hiro:
         listings = DayFetcher(hiro, "v1").fetch_days(SIX)
         day, fetched = next(listings)
-        assert day == SIX[0] and fetched.total == chain.day_total(SIX[0])  # type: ignore[union-attr]
+        assert day == SIX[0] and fetched.total == big.day_total(SIX[0])  # type: ignore[union-attr]
+        time.sleep(0.5)  # day 2 reaches its lookahead bound and waits for its turn
         listings.close()  # returns once the lookahead's threads are done
         sent = sim.stats()["requests"]
         time.sleep(0.5)
         assert sim.stats()["requests"] == sent
-    assert pages[SIX[0]] < sent < pages[SIX[0]] + pages[SIX[1]]
+    assert pages[SIX[0]] < sent <= pages[SIX[0]] + LOOKAHEAD_ROWS // 50 < pages[SIX[0]] + pages[SIX[1]]
