@@ -187,11 +187,25 @@ def status_summary(instance_dir: str | Path | None) -> dict[str, Any]:
     return {"freshness": freshness, "last_alert": state.get("last_alert")}
 
 
-def status_lines(summary: dict[str, Any]) -> list[str]:
+def _before(checked_at: Any, written_at: str | None) -> bool:
+    try:
+        return bool(written_at) and dt.datetime.fromisoformat(str(checked_at)) < dt.datetime.fromisoformat(written_at)
+    except ValueError:
+        return False
+
+
+def status_lines(summary: dict[str, Any], last_write: str | None = None) -> list[str]:
+    """`last_write`: when the newest stored day was written (ISO, UTC). An OVERDUE verdict checked before it may be
+    out of date: Dagster's freshness sensor re-checks after the asset changes, and the alert sensor records that."""
     fresh = summary.get("freshness") or {}
     verdicts = [
         f"{asset} {'fresh' if v.get('passed') else 'OVERDUE'} (checked {v.get('at', '?')})"
         + ("" if v.get("passed") else f": {first_line(str(v.get('detail', '')), 160)}")
+        + (
+            ""
+            if v.get("passed") or not _before(v.get("at"), last_write)
+            else f" [checked before the write at {last_write}: re-checked on the sensors' next ticks]"
+        )
         for asset, v in sorted(fresh.items())
     ]
     lines = [f"Freshness:           {'; '.join(verdicts) or 'not evaluated yet (freshness_checks_sensor)'}"]

@@ -232,6 +232,23 @@ def test_status_shows_freshness_and_the_last_alert(tmp_path, monkeypatch):
     assert report.as_json()["alerts"]["last_alert"]["kind"] == "freshness_overdue"
 
 
+def test_an_overdue_verdict_checked_before_the_last_write_is_marked_as_such():
+    from stx_pipeline.alerts import status_lines
+
+    summary = {
+        "freshness": {
+            "stx_transactions": {"passed": False, "at": "2026-12-01T17:18:38+00:00", "detail": "late"},
+            "wallet_dashboard": {"passed": False, "at": "2026-12-01T17:20:00+00:00", "detail": "never"},
+        }
+    }
+    line = status_lines(summary, "2026-12-01T17:19:00+00:00")[0]
+    # Checked 22 s before the newest day was written: flagged. Checked after it: a real verdict, not flagged.
+    assert "stx_transactions OVERDUE (checked 2026-12-01T17:18:38+00:00): late [checked before the write at " in line
+    assert "wallet_dashboard OVERDUE (checked 2026-12-01T17:20:00+00:00): never" in line
+    assert line.count("[checked before the write") == 1
+    assert "[checked before" not in status_lines(summary, None)[0]
+
+
 def test_first_tick_announces_a_check_failing_now_but_replays_no_old_run_failure(tmp_path, simulator, db_path):
     sensor = build_alert_sensor(30)
     settings = Settings.model_validate({"freshness_deadline_hours": 0})

@@ -56,6 +56,7 @@ class StatusReport:
     error: str | None = None
     # Freshness verdicts and the last alert, as the stx_alerts sensor recorded them (stx_pipeline.alerts).
     alerts: dict[str, Any] | None = None
+    last_write: str | None = None  # when the newest day of the window was written (the ingest record's fetched_at)
     _covered: set[dt.date] = field(default_factory=set, repr=False)  # days with rows in DuckDB
 
     @property
@@ -89,6 +90,9 @@ def _storage_part(report: StatusReport, window: list[dt.date], storage: Storage)
             total, earliest, latest = record_summary(conn)
             records = read_records(conn, window[0], window[-1])
             covered = {day for day, rec in records.items() if rec["rows"] > 0}
+            written = [rec["fetched_at"] for rec in records.values() if rec.get("fetched_at")]
+            if written:
+                report.last_write = max(written).astimezone(dt.UTC).isoformat(timespec="seconds")
             wallets = first_seen_wallets(conn)
         else:
             # A database no writer has touched since the record was added (it is made on the next write):
@@ -271,7 +275,7 @@ def render_text(report: StatusReport) -> str:
     if report.instance_note:
         lines.append(f"Instance:            {report.instance_note}")
     if report.alerts is not None:
-        lines += status_lines(report.alerts)
+        lines += status_lines(report.alerts, report.last_write)
     if report.error:
         lines.append(f"Error:               {report.error}")
     state = "complete" if report.exit_code == EXIT_COMPLETE else ("error" if report.error else "incomplete")
