@@ -164,7 +164,10 @@ def test_kill_9_of_a_multi_day_run_loses_nothing_and_a_rerun_completes(small_cha
             from stx_pipeline.definitions import defs
             stx_transactions = defs().get_assets_def("stx_transactions")
             from stx_pipeline.devtools.resources import pipeline_resources
-            dg.materialize([stx_transactions], resources=pipeline_resources({sim.url!r}, {str(db)!r}),
+            # 300 requests/min (~1.6 s a day of ~8 pages): days land one by one, slow enough for the poll below
+            # to see 2 committed before all 10 are (unpaced, overlapped days can all land between two polls).
+            dg.materialize([stx_transactions],
+                resources=pipeline_resources({sim.url!r}, {str(db)!r}, requests_per_minute=300),
                 tags={{"dagster/asset_partition_range_start": "{THIRTY[0]}",
                        "dagster/asset_partition_range_end": "{THIRTY[9]}"}})
             """
@@ -178,7 +181,7 @@ def test_kill_9_of_a_multi_day_run_loses_nothing_and_a_rerun_completes(small_cha
         deadline = time.monotonic() + 120
         committed = 0
         while time.monotonic() < deadline and committed < 2:
-            time.sleep(0.5)
+            time.sleep(0.2)
             try:
                 with duckdb.connect(str(db), read_only=True) as conn:
                     committed = sum(1 for n in day_counts(conn, THIRTY[:10]).values() if n)
