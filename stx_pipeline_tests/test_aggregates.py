@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pyarrow as pa
+import pytest
 
 from stx_pipeline.assets.aggregates import CHECK_MATCHES_RAW
 from stx_pipeline.definitions import defs
@@ -206,6 +207,7 @@ def test_the_dashboard_is_the_same_from_aggregates_and_from_the_raw_table(tmp_pa
     assert first.path.read_text() == second.path.read_text()
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_the_asset_builds_its_partitions_after_the_raw_days_and_checks_them(simulator, small_chain, db_path):
     """stx_transactions then wallet_day_activity over the same two partitions, in-process against the simulator:
     the ingest record holds the API's totals, and the aggregates equal a from-scratch computation."""

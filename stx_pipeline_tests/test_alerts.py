@@ -109,6 +109,7 @@ def _tick(sensor, instance, cursor, hook_url):
     return context.cursor
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_sensor_one_message_per_failure_then_one_recovery(tmp_path, simulator, db_path):
     sensor = build_alert_sensor(30)
     day = dt.date(2025, 3, 2)
@@ -153,6 +154,7 @@ def test_sensor_one_message_per_failure_then_one_recovery(tmp_path, simulator, d
         assert read_state(instance.root_directory)["last_alert"]["kind"] == "recovered"
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_sensor_freshness_overdue_then_recovered_and_switch_notice(tmp_path, simulator, db_path, monkeypatch):
     """Deadline 00:00 UTC: yesterday's partition is due now. The check fails before it is stored and passes
     after; a run meeting 410 on v1 announces its switch to v3 once."""

@@ -86,6 +86,7 @@ def chain_totals(chain: SyntheticChain, wanted: list[dt.date]) -> tuple[int, int
     return len(txs), sum(int(tx["fee_rate"]) for tx in txs)
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_dashboard_over_ingested_days(simulator, small_chain, db_path, tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     ingest(simulator, db_path, FIRST, FIRST + dt.timedelta(days=2), instance)

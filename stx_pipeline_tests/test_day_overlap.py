@@ -53,6 +53,7 @@ def test_first_batch_trusts_three_quarters_of_the_hint_and_at_most_one_page_per_
     assert first_batch(600, 16) == 9
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_overlapped_days_land_whole_with_the_content_of_days_fetched_one_at_a_time(chain, tmp_path):
     with SimulatorServer(chain, FaultConfig(latency_ms=30)) as sim:
         result = ingest(sim.url, tmp_path / "overlap.duckdb", SIX)
@@ -86,6 +87,7 @@ def test_a_failing_day_in_the_middle_fails_alone_while_the_days_around_it_land(c
     assert stored == {d: chain.day_total(d) for d in SIX if d != bad}
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_requests_never_exceed_the_budget_with_days_overlapping(chain, tmp_path):
     """600/min = one start per 0.1 s; 200 ms round trips put several requests of two days in flight at once."""
     rpm = 600
@@ -151,6 +153,7 @@ def test_a_refused_key_stops_the_run_and_the_lookahead_sends_nothing_more(chain,
     assert after_return <= 30 + 8
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_closing_the_listing_gives_up_the_day_listed_ahead_before_it_is_whole():
     """What ingest_days does on a stop or a failed write: close the iterator after day 1. Day 2 (over 64 pages)
     is listed ahead only up to its first LOOKAHEAD_ROWS rows until its turn; closing gives up the rest, unsent."""

@@ -232,6 +232,7 @@ def test_an_unusable_database_path_fails_the_run_before_any_request(tmp_path, si
     assert simulator.stats()["requests"] == 0  # not one request: the path is checked first
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_connection_refused_stops_the_run_after_the_first_day(tmp_path):
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with dg.instance_for_test() as instance:
@@ -243,6 +244,7 @@ def test_connection_refused_stops_the_run_after_the_first_day(tmp_path):
     assert f"Not attempted after it: {', '.join(d.isoformat() for d in W[1:4])}" in message
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_a_reset_connection_mid_run_does_not_stop_the_other_days(tmp_path, small_chain):
     """Only a connection that cannot be opened stops the run; a connection reset by the server stays a per-day fault."""
     from stx_pipeline.simulator import FaultConfig, SimulatorServer

@@ -61,6 +61,7 @@ def list_tx(sim: SimulatorServer, session: requests.Session, **params: Any) -> r
 # --- synthetic chain -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_generation_is_deterministic_whatever_the_order() -> None:
     days = [DAY, DAY + dt.timedelta(days=1), DAY - dt.timedelta(days=40)]
     first = SyntheticChain(ChainConfig(seed=11))

@@ -173,6 +173,7 @@ def test_unknown_enum_values_are_stored_as_they_come(simulator, db_path):
     assert unknown > 0
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_a_bad_day_in_a_multi_day_run_fails_alone(simulator, small_chain, db_path, tmp_path):
     wanted = days("2025-03-01", 4)
     bad = wanted[1]

@@ -125,6 +125,7 @@ class RecordingClient(HiroClient):
 # --- same days through both strategies -------------------------------------------------------------
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_a_week_through_v3_equals_the_week_through_v1(sim, small_chain, v1_week, tmp_path):
     db = tmp_path / "v3.duckdb"
     gone_before = gone_answers(sim)
@@ -178,6 +179,7 @@ def test_v3_survives_transient_faults_with_the_same_content(sim, v1_week, tmp_pa
 # --- auto: the sunset arriving mid-run -------------------------------------------------------------
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_auto_switches_to_v3_when_v1_starts_answering_410_mid_run(sim, small_chain, v1_week, tmp_path):
     pages_per_day = math.ceil(small_chain.day_total(DAY) / 50)
     # v1 dies during the third day's pages.
@@ -234,6 +236,7 @@ def test_strategy_comes_from_the_environment(monkeypatch):
         Settings.from_env()
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_v3_alone_works_when_v1_is_gone(sim, v1_week, tmp_path, monkeypatch):
     monkeypatch.setenv("STX_API_STRATEGY", "v3")
     sim.faults = FaultConfig(gone=True)
