@@ -27,7 +27,7 @@ from collections.abc import Iterable
 import duckdb
 
 from stx_pipeline.schema import DAY_EXPR, MINED_EXPR, TABLE, USER_TX_TYPES
-from stx_pipeline.storage.ingest_record import RECORD_TABLE, ensure_record, record_exists
+from stx_pipeline.storage.ingest_record import RECORD_TABLE, ensure_record, has_table, record_exists
 
 WALLET_DAY = "agg_wallet_day"
 TYPE_DAY = "agg_type_day"
@@ -67,16 +67,8 @@ TYPE_DAY_SELECT = f"""
     GROUP BY ALL"""
 
 
-def _table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_catalog = current_database()",
-        [name],
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def aggregates_exist(conn: duckdb.DuckDBPyConnection) -> bool:
-    return _table_exists(conn, BUILT)
+    return has_table(conn, BUILT)
 
 
 def ensure_aggregates(conn: duckdb.DuckDBPyConnection) -> None:
@@ -184,7 +176,7 @@ def refresh_stale(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
     it); returns the days refreshed. Needs a read-write connection."""
     conn.execute("BEGIN TRANSACTION")
     try:
-        if _table_exists(conn, TABLE):
+        if has_table(conn, TABLE):
             ensure_record(conn)
         ensure_aggregates(conn)
         conn.execute("COMMIT")
@@ -196,7 +188,7 @@ def refresh_stale(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
 
 def first_seen_wallets(conn: duckdb.DuckDBPyConnection) -> int | None:
     """Wallets ever seen (from wallet_first_seen); None when the aggregates were never built."""
-    if not _table_exists(conn, FIRST_SEEN):
+    if not has_table(conn, FIRST_SEEN):
         return None
     row = conn.execute(f"SELECT count(*) FROM {FIRST_SEEN}").fetchone()
     return int(row[0]) if row else 0

@@ -54,7 +54,7 @@ class DayListing:
     requests: int | None = None
 
 
-def _exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+def has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
     # duckdb_tables() sees the current database (a DuckLake catalog after `USE lake`) as information_schema does.
     row = conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_catalog = current_database()",
@@ -64,7 +64,7 @@ def _exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def record_exists(conn: duckdb.DuckDBPyConnection) -> bool:
-    return _exists(conn, RECORD_TABLE)
+    return has_table(conn, RECORD_TABLE)
 
 
 def ensure_record(conn: duckdb.DuckDBPyConnection) -> bool:
@@ -75,7 +75,7 @@ def ensure_record(conn: duckdb.DuckDBPyConnection) -> bool:
     if record_exists(conn):
         return False
     conn.execute(CREATE_RECORD_SQL)
-    if _exists(conn, TABLE):
+    if has_table(conn, TABLE):
         conn.execute(
             f"""INSERT INTO {RECORD_TABLE} (day, rows, fetched_at, changed_at, first_burn_block_time,
                                             last_burn_block_time)
