@@ -28,6 +28,7 @@ import duckdb
 
 from stx_pipeline.schema import DAY_EXPR, MINED_EXPR, TABLE, USER_TX_TYPES
 from stx_pipeline.storage.ingest_record import RECORD_TABLE, ensure_record, has_table, record_exists
+from stx_pipeline.storage.value_aggregates import refresh_value_partitions
 
 WALLET_DAY = "agg_wallet_day"
 TYPE_DAY = "agg_type_day"
@@ -165,6 +166,7 @@ def _refresh_chunk(conn: duckdb.DuckDBPyConnection, days: list[dt.date]) -> None
         )
         for name in ("agg_days", "agg_old", "agg_new"):
             conn.execute(f"DROP TABLE temp.{name}")
+        refresh_value_partitions(conn, days)  # the value page's aggregates, same transaction
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
