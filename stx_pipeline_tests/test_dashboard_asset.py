@@ -24,6 +24,7 @@ from stx_pipeline.assets.dashboard import (
     wallet_dashboard,
 )
 from stx_pipeline.dashboard import page_totals
+from stx_pipeline.dashboard.files import PLOTLY_JS
 from stx_pipeline.days import day_window
 from stx_pipeline.definitions import defs as code_location
 from stx_pipeline.devtools.resources import pipeline_resources
@@ -99,7 +100,7 @@ def test_dashboard_over_ingested_days(simulator, small_chain, db_path, tmp_path)
     assert result.success
 
     page = out / "index.html"
-    assert page.is_file() and (out / "assets" / "plotly.min.js").is_file()
+    assert page.is_file() and (out / "assets" / PLOTLY_JS).is_file()
     meta = result.asset_materializations_for_node("wallet_dashboard")[0].metadata
     assert meta["page"].value == str(page.resolve())
     assert meta["size_bytes"].value == page.stat().st_size
@@ -168,7 +169,7 @@ def test_hostile_chain_strings_are_shown_as_text(db_path, tmp_path):
     assert [attrs.get("id") or attrs.get("src") for attrs, _ in page.scripts] == [
         "stx-totals",
         "stx-data",
-        "assets/plotly.min.js",
+        f"assets/{PLOTLY_JS}",
         None,
     ]
     assert any(HOSTILE_CONTRACT_NAME in cell for cell in page.cells)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -100,16 +101,37 @@ def site(tmp_path: Path, conn: duckdb.DuckDBPyConnection) -> DashboardResult:
     return write_dashboard(conn, tmp_path / "site", built_at=BUILT_AT)
 
 
+LIBRARY = f"assets/{files.PLOTLY_JS}"
+
+
+def test_vendored_library_is_the_pinned_partial_bundle() -> None:
+    """The checked-in bundle is byte for byte the npm package's file named in vendor/README.md."""
+    source = files.plotly_js_source()
+    payload = source.read_bytes()
+    assert hashlib.sha256(payload).hexdigest() == files.PLOTLY_SHA256
+    assert f"plotly.js (cartesian - minified) v{files.PLOTLY_VERSION}".encode() in payload[:200]
+    assert len(payload) == 1_500_041  # the full bundle is 4.8 MB
+    readme = (files.VENDOR_DIR / "README.md").read_text()
+    assert files.PLOTLY_VERSION in readme and files.PLOTLY_SHA256 in readme
+    assert "MIT" in (files.VENDOR_DIR / "plotly-LICENSE").read_text()
+
+
+def page_weight(page: Path) -> int:
+    """The page's HTML plus every script it loads from a file beside it."""
+    srcs = [attrs["src"] for attrs, _ in parse(page.read_text("utf-8")).scripts if attrs.get("src")]
+    return page.stat().st_size + sum((page.parent / str(src)).stat().st_size for src in srcs)
+
+
 def test_page_and_library_are_written(site: DashboardResult, tmp_path: Path) -> None:
     out = tmp_path / "site"
     assert site.path == out / "index.html" and site.path.is_file()
-    library = out / "assets" / "plotly.min.js"
+    library = out / LIBRARY
     assert library.read_bytes() == files.plotly_js_source().read_bytes()
     html = site.path.read_text("utf-8")
-    assert '<script src="assets/plotly.min.js"></script>' in html
-    assert site.size_bytes == site.path.stat().st_size < 5_000_000
+    assert f'<script src="{LIBRARY}"></script>' in html
+    assert site.size_bytes == site.path.stat().st_size
     assert sorted(p.name for p in out.iterdir()) == ["assets", "index.html"]  # no temp file left
-    assert sorted(p.name for p in (out / "assets").iterdir()) == ["plotly.min.js"]
+    assert sorted(p.name for p in (out / "assets").iterdir()) == [files.PLOTLY_JS]
     assert oct(site.path.stat().st_mode & 0o777) == "0o644"
 
 
@@ -125,8 +147,11 @@ def test_result_metadata(site: DashboardResult) -> None:
 
 def test_nothing_is_loaded_from_the_network(site: DashboardResult) -> None:
     html = site.path.read_text("utf-8")
-    assert "http://" not in html and "https://" not in html
-    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:[a-z]+:)?//""", html, re.IGNORECASE)
+    assert "http://" not in html
+    # The only absolute URLs are links a reader clicks (the explorer): nothing the page loads by itself.
+    assert not re.search(r"""src\s*=\s*["']?\s*(?:[a-z]+:)?//""", html, re.IGNORECASE)
+    hrefs = re.findall(r"""<(\w+)[^>]*\bhref\s*=\s*["']?\s*(?:[a-z]+:)?//""", html, re.IGNORECASE)
+    assert hrefs and set(hrefs) == {"a"}
     assert "@import" not in html and "url(" not in html
 
 
@@ -153,7 +178,7 @@ def test_hostile_chain_strings_stay_text(site: DashboardResult) -> None:
     assert [attrs.get("id") or attrs.get("src") for attrs, _ in page.scripts] == [
         "stx-totals",
         "stx-data",
-        "assets/plotly.min.js",
+        LIBRARY,
         None,
     ]
     assert HOSTILE_CONTRACT in page.cells and HOSTILE_FUNCTION in page.cells
@@ -178,7 +203,7 @@ def test_rewrite_is_atomic_and_keeps_an_unchanged_library(
     site: DashboardResult, conn: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "site"
-    library = out / "assets" / "plotly.min.js"
+    library = out / LIBRARY
     inode = library.stat().st_ino
     write_dashboard(conn, out, built_at=BUILT_AT)
     assert library.stat().st_ino == inode  # identical library: not copied again
@@ -196,7 +221,7 @@ def test_rewrite_is_atomic_and_keeps_an_unchanged_library(
 
 
 def test_changed_library_is_replaced(site: DashboardResult, conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
-    library = tmp_path / "site" / "assets" / "plotly.min.js"
+    library = tmp_path / "site" / LIBRARY
     library.write_text("stale")
     write_dashboard(conn, tmp_path / "site", built_at=BUILT_AT)
     assert library.read_bytes() == files.plotly_js_source().read_bytes()
@@ -231,8 +256,9 @@ const grab = (re) => { const m = html.match(re); if (!m) throw new Error("missin
 const json = grab(/<script type="application\/json" id="stx-data">([\s\S]*?)<\/script>/);
 const code = grab(/<script>\n([\s\S]*?)<\/script>\n<\/body>/);
 const drawn = {};
-global.document = { getElementById: (id) => id === "stx-data" ? { textContent: json } : { id: id, appendChild() {} },
-                    createElement: () => ({}) };
+const div = (id) => ({ id: id, appendChild() {}, style: {} });
+global.document = { getElementById: (id) => id === "stx-data" ? { textContent: json } : div(id),
+                    createElement: () => ({}), querySelectorAll: () => [] };
 global.Plotly = { newPlot: (el, traces) => { drawn[el.id] = traces.length; } };
 eval(code);
 console.log(JSON.stringify(drawn));

@@ -54,9 +54,9 @@ class WalletDashboardConfig(dg.Config):
     group_name="dashboards",
     kinds={"duckdb", "html"},
     description=(
-        "Static wallet-growth dashboard (index.html + assets/plotly.min.js) computed in DuckDB from every "
-        "stored day of stx_transactions through the per-day aggregates (wallet_day_activity; days still stale are "
-        "refreshed first, in short write transactions), published atomically into STX_PUBLIC_DIR."
+        "Static wallet dashboard (index.html, value.html + the partial plotly.js bundle in assets/) computed in "
+        "DuckDB from every stored day of stx_transactions through the per-day aggregates (wallet_day_activity; "
+        "days still stale are refreshed first, in short write transactions), published atomically into STX_PUBLIC_DIR."
     ),
 )
 def wallet_dashboard(

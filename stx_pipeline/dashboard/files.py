@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import filecmp
-import importlib.util
 import os
 import tempfile
-from functools import cache
 from pathlib import Path
 
-PLOTLY_JS = "plotly.min.js"
+# The partial plotly.js bundle (scatter, bar, heatmap and a few more; no 3D, maps or gl) checked in beside this
+# module: vendor/README.md says where it comes from; test_dashboard_page checks its hash.
+PLOTLY_JS = "plotly-cartesian.min.js"
+PLOTLY_VERSION = "4.1.1"
+PLOTLY_SHA256 = "79542150855a52c567260e3137095dbe2b744e6d702a5cabe67da246942fba7a"
+VENDOR_DIR = Path(__file__).with_name("vendor")
 
 
-@cache
 def plotly_js_source() -> Path:
-    """The plotly.min.js bundled in the plotly wheel.
-
-    find_spec locates the package without importing it (importing plotly costs seconds).
-    """
-    spec = importlib.util.find_spec("plotly")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the plotly package (for its bundled plotly.min.js) is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "package_data" / PLOTLY_JS
+    """The vendored plotly.js bundle (npm plotly.js-cartesian-dist-min, PLOTLY_VERSION)."""
+    path = VENDOR_DIR / PLOTLY_JS
     if not path.is_file():
-        raise RuntimeError(f"{path} is missing from the plotly package")
+        raise RuntimeError(f"{path} is missing: the package was installed without its vendored chart library")
     return path
 
 

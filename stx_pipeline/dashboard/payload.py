@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from stx_pipeline.dashboard.models import USTX_PER_STX, CohortCell, DashboardData, DayCount, PeriodWallets
+from stx_pipeline.schema import USER_TX_TYPES
 
 
 def _num(value: float | int | None, digits: int = 4) -> float | int | None:
@@ -45,20 +46,55 @@ def _periods(rows: list[PeriodWallets]) -> dict[str, Any]:
     }
 
 
-def _cohorts(cells: list[CohortCell]) -> dict[str, Any]:
-    """Heatmap matrix: one row per cohort (oldest first), one column per week offset; gaps are null."""
-    cohorts = sorted({c.cohort for c in cells})
-    width = max((c.week for c in cells), default=-1) + 1
+def _cohorts(cells: list[CohortCell], first_day: date | None) -> dict[str, Any]:
+    """Heatmap matrix: one row per cohort (oldest first), one column per week offset from 1; gaps are null.
+
+    Week 0 is left out (every wallet of a cohort is active in it by construction: 100 % says nothing), and so is
+    a cohort whose week starts before the stored history: its first days are missing, so it is not a cohort.
+    A cohort too young to have a complete week after its own has no cell and no row.
+    """
+    kept = [c for c in cells if c.week >= 1 and (first_day is None or c.cohort >= first_day)]
+    sized = {c.cohort: c.cohort_size for c in kept}
+    cohorts = sorted(sized)
+    width = max((c.week for c in kept), default=0)
     row_of = {d: i for i, d in enumerate(cohorts)}
     share: list[list[float | None]] = [[None] * width for _ in cohorts]
     active: list[list[int | None]] = [[None] * width for _ in cohorts]
-    sizes = [0] * len(cohorts)
-    for c in cells:
+    for c in kept:
         i = row_of[c.cohort]
-        share[i][c.week] = _num(c.share)  # type: ignore[assignment]
-        active[i][c.week] = c.active
-        sizes[i] = c.cohort_size
-    return {"cohort": [_iso(d) for d in cohorts], "size": sizes, "share": share, "active": active}
+        share[i][c.week - 1] = _num(c.share)
+        active[i][c.week - 1] = c.active
+    return {
+        "cohort": [_iso(d) for d in cohorts],
+        "size": [sized[d] for d in cohorts],
+        "week": list(range(1, width + 1)),
+        "share": share,
+        "active": active,
+    }
+
+
+def _series_flags(stacked: dict[str, Any]) -> dict[str, Any]:
+    """Marks miners' system transaction types so the chart can leave them hidden by default."""
+    for s in stacked["series"]:
+        s["system"] = s["name"] not in USER_TX_TYPES
+    # User types first (stacked at the bottom), then by volume.
+    stacked["series"].sort(key=lambda s: s["system"])
+    return stacked
+
+
+def _empty_reasons(data: DashboardData) -> dict[str, str]:
+    """What a card says instead of a chart when the history is too short for it (not a bare "No data")."""
+    days = data.coverage.span_days
+    return {
+        "dau_mau_empty": (
+            f"DAU / MAU needs 30 days of history (MAU counts the trailing 30 days); {days} "
+            f"{'day is' if days == 1 else 'days are'} stored, so the first ratio appears on day 30."
+        ),
+        "cohorts_empty": (
+            "No cohort has a complete stored week after its own yet: the first cell appears once a cohort week "
+            "that starts inside the history is followed by a fully stored week."
+        ),
+    }
 
 
 def chart_payload(data: DashboardData) -> dict[str, Any]:
@@ -75,14 +111,15 @@ def chart_payload(data: DashboardData) -> dict[str, Any]:
         },
         "weekly": _periods(data.weekly),
         "monthly": _periods(data.monthly),
-        "tx_by_type": _stacked(data.tx_by_type),
+        "tx_by_type": _series_flags(_stacked(data.tx_by_type)),
         "tx_by_status": _stacked(data.tx_by_status),
         "fees": {
             "day": [_iso(f.day) for f in data.fees],
             "fees_stx": [_num(f.fees_ustx / USTX_PER_STX, 6) for f in data.fees],
             "mean_fee_stx": [_num(f.fees_ustx / max(f.transactions, 1) / USTX_PER_STX, 6) for f in data.fees],
         },
-        "cohorts": _cohorts(data.cohorts),
+        "cohorts": _cohorts(data.cohorts, data.coverage.first_day),
+        **_empty_reasons(data),
     }
 
 

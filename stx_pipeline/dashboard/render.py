@@ -4,20 +4,26 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from stx_pipeline.dashboard import metrics
-from stx_pipeline.dashboard.files import PLOTLY_JS, atomic_write_bytes, ensure_plotly
-from stx_pipeline.dashboard.models import USTX_PER_STX, DashboardData, DashboardResult
+from stx_pipeline.dashboard.files import PLOTLY_JS, PLOTLY_VERSION, atomic_write_bytes, ensure_plotly
+from stx_pipeline.dashboard.models import USTX_PER_STX, DashboardData, DashboardResult, SummaryRow
 from stx_pipeline.dashboard.payload import chart_payload, totals_payload
 from stx_pipeline.schema import USER_TX_TYPES
 
 PAGE = "index.html"
+VALUE_PAGE = "value.html"
+# The navigation shared by both pages: (file, label), in order.
+PAGES: tuple[tuple[str, str], ...] = ((PAGE, "Wallet growth"), (VALUE_PAGE, "Wallet value & retention"))
 NA = "\u2013"  # en dash for "no value"
 ASSETS_DIR = "assets"
-MAX_PAGE_BYTES = 5_000_000
+# Page weight budget of one page: its HTML plus the scripts it loads (the partial plotly bundle).
+MAX_PAGE_BYTES = 2_000_000
+EXPLORER = "https://explorer.hiro.so"
 
 
 def _int(value: int | None) -> str:
@@ -47,6 +53,26 @@ def _age(delta: timedelta) -> str:
     return f"{days} d {hours} h" if days else f"{hours} h {mins} min"
 
 
+def _explorer_address(address: str) -> str:
+    """Explorer link of a principal; quote() keeps a hostile string inside the path (autoescape does the rest)."""
+    return f"{EXPLORER}/address/{quote(address, safe='')}?chain=mainnet"
+
+
+def _explorer_contract(contract_id: str) -> str:
+    # The explorer shows a contract (its source and calls) under /txid/<contract id>.
+    return f"{EXPLORER}/txid/{quote(contract_id, safe='')}?chain=mainnet"
+
+
+def _summary_rows(rows: list[SummaryRow]) -> tuple[list[SummaryRow], list[int]]:
+    """Windows within the history, plus the first one longer than it; longer ones would repeat that row."""
+    shown: list[SummaryRow] = []
+    for r in rows:
+        shown.append(r)
+        if not r.complete:
+            break
+    return shown, [r.days for r in rows[len(shown) :]]
+
+
 def _environment() -> Environment:
     # autoescape on for everything: every chain string reaching the page goes through it.
     env = Environment(
@@ -56,7 +82,14 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(int=_int, stx=_stx, pct=_pct, utc=_utc)
+    env.filters.update(
+        int=_int,
+        stx=_stx,
+        pct=_pct,
+        utc=_utc,
+        explorer_address=_explorer_address,
+        explorer_contract=_explorer_contract,
+    )
     # `tojson` (for the page's <script type="application/json"> data) escapes <, >, & and ' as \u escapes, so no
     # chain string can close the element or open a comment, and JSON.parse still yields the same string.
     # Compact, insertion-ordered, UTF-8 as is; NaN is refused (JSON.parse would reject the page's data).
@@ -67,17 +100,36 @@ def _environment() -> Environment:
 _ENV = _environment()
 
 
+def _common(cov: object, built_at: datetime, page: str, page_js: str) -> dict[str, object]:
+    """What both pages' shared layout (base.html.j2) needs."""
+    newest = getattr(cov, "newest_tx_at", None)
+    return {
+        "cov": cov,
+        "built_at": built_at,
+        "freshness": _age(built_at - newest) if newest else None,
+        "plotly_src": f"{ASSETS_DIR}/{PLOTLY_JS}",
+        "plotly_version": f"plotly.js {PLOTLY_VERSION}",
+        "pages": PAGES,
+        "page": page,
+        "page_js": page_js,
+    }
+
+
+def _utc_aware(built_at: datetime) -> datetime:
+    return built_at.replace(tzinfo=UTC) if built_at.tzinfo is None else built_at
+
+
 def render_page(data: DashboardData, built_at: datetime) -> str:
-    if built_at.tzinfo is None:
-        built_at = built_at.replace(tzinfo=UTC)
-    cov = data.coverage
-    newest = cov.newest_tx_at
+    """The growth page, index.html."""
+    built_at = _utc_aware(built_at)
+    summary_rows, summary_hidden = _summary_rows(data.summary)
     return _ENV.get_template("index.html.j2").render(
+        **_common(data.coverage, built_at, PAGE, "index.js"),
+        title="Stacks wallet growth",
+        as_of=data.as_of,
         data=data,
-        cov=cov,
-        built_at=built_at,
-        freshness=_age(built_at - newest) if newest else None,
-        plotly_src=f"{ASSETS_DIR}/{PLOTLY_JS}",
+        summary_rows=summary_rows,
+        summary_hidden=summary_hidden,
         chart_data=chart_payload(data),
         totals_data=totals_payload(data),
         retention_days=metrics.RETENTION_DAYS,
