@@ -5,13 +5,17 @@ stx_pipeline.devtools."""
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,6 +27,9 @@ os.environ.setdefault("STX_START_DATE", "2024-11-01")
 
 # A test that starts a process must be marked slow: checked while the tests run (tiers.py).
 pytest_plugins = ("stx_pipeline_tests.tiers",)
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SMALL_DAY_TXS = 400  # small days keep the suite fast; paging still spans several pages per day
@@ -82,3 +89,28 @@ def lock_held_by_another_process(db: Path, seconds: float) -> Iterator[subproces
     finally:
         holder.kill()
         holder.wait(timeout=10)
+
+
+_INSTANCE_TEMPLATE: Path | None = None
+
+
+@contextmanager
+def dagster_instance(
+    directory: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Iterator[dg.DagsterInstance]:
+    """`dg.instance_for_test` on a copy of an instance directory initialized once per test process: the same real
+    SQLite storage on disk, without re-creating its schemas (~2 s a test on a 2-core machine, 0.3 s copied)."""
+    import dagster as dg
+
+    global _INSTANCE_TEMPLATE
+    if _INSTANCE_TEMPLATE is None:
+        template = Path(tempfile.mkdtemp(prefix="stx-dagster-template-"))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        with dg.instance_for_test(temp_dir=str(template)):
+            pass
+        _INSTANCE_TEMPLATE = template
+    with tempfile.TemporaryDirectory(prefix="stx-dagster-") as scratch:
+        target = directory if directory is not None else Path(scratch) / "instance"
+        shutil.copytree(_INSTANCE_TEMPLATE, target, dirs_exist_ok=True)
+        with dg.instance_for_test(temp_dir=str(target), overrides=dict(overrides) if overrides else None) as instance:
+            yield instance

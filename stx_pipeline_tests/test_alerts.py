@@ -16,6 +16,7 @@ from stx_pipeline.definitions import defs
 from stx_pipeline.devtools.resources import pipeline_resources
 from stx_pipeline.settings import Settings, SettingsError
 from stx_pipeline.simulator import FaultConfig
+from stx_pipeline_tests.conftest import dagster_instance
 from stx_pipeline_tests.webhook_receiver import WebhookReceiver
 
 UI = "http://dagster.example.test:3000"
@@ -124,7 +125,7 @@ def test_sensor_one_message_per_failure_then_one_recovery(tmp_path, simulator, d
             raise_on_error=False,
         )
 
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance, WebhookReceiver() as hook:
+    with dagster_instance(tmp_path / "dagster") as instance, WebhookReceiver() as hook:
         cursor = _tick(sensor, instance, None, hook.url)  # the first tick only marks where to start
         simulator.faults = FaultConfig(fail_days=[day.isoformat()])
         assert not run().success
@@ -171,7 +172,7 @@ def test_sensor_freshness_overdue_then_recovered_and_switch_notice(tmp_path, sim
     def run_check():
         return dg.materialize([stx_transactions, freshness[0]], selection=check, resources=resources, instance=instance)
 
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance, WebhookReceiver() as hook:
+    with dagster_instance(tmp_path / "dagster") as instance, WebhookReceiver() as hook:
         cursor = _tick(sensor, instance, None, hook.url)
         run_check()
         cursor = _tick(sensor, instance, cursor, hook.url)
@@ -257,7 +258,7 @@ def test_first_tick_announces_a_check_failing_now_but_replays_no_old_run_failure
     freshness = build_freshness_checks(settings)
     resources = pipeline_resources(simulator.url, db_path, max_attempts=1, max_backoff_s=0.1)
     simulator.faults = FaultConfig(fail_days=["2025-03-02"])
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance, WebhookReceiver() as hook:
+    with dagster_instance(tmp_path / "dagster") as instance, WebhookReceiver() as hook:
         old = dg.materialize(
             [stx_transactions], resources=resources, partition_key="2025-03-02", instance=instance, raise_on_error=False
         )

@@ -15,7 +15,7 @@ from stx_pipeline.resources import HiroApiResource, StorageResource
 from stx_pipeline.schema import TABLE
 from stx_pipeline.sensors import TopupPolicy, build_daily_topup, plan_topup
 from stx_pipeline.storage import ensure_schema
-from stx_pipeline_tests.conftest import lock_held_by_another_process
+from stx_pipeline_tests.conftest import dagster_instance, lock_held_by_another_process
 
 FIRST = dt.date(2024, 11, 1)
 daily_topup = build_daily_topup(running=True)
@@ -75,7 +75,7 @@ def instance(tmp_path):
     global DB
     DB = tmp_path / "data" / "wallet_metrics.duckdb"
     (tmp_path / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as inst:
+    with dagster_instance(tmp_path / "dagster") as inst:
         yield inst
 
 

@@ -27,7 +27,7 @@ from stx_pipeline.planning import (
     with_pending,
 )
 from stx_pipeline.storage import StorageError, day_counts
-from stx_pipeline_tests.conftest import days, failure_message, lock_held_by_another_process
+from stx_pipeline_tests.conftest import dagster_instance, days, failure_message, lock_held_by_another_process
 from stx_pipeline_tests.test_bad_input import read_only_directory
 
 # As the code location builds it from this environment (conftest: STX_START_DATE=2024-11-01).
@@ -221,7 +221,7 @@ def test_an_unusable_database_path_fails_the_run_before_any_request(tmp_path, si
         (tmp_path / "ro").mkdir()
         db = tmp_path / "ro" / "wallet_metrics.duckdb"
         needle = f"cannot create {db}: the directory {tmp_path / 'ro'} is read-only"
-    with dg.instance_for_test() as instance:
+    with dagster_instance() as instance:
         if kind == "read_only_directory":
             with read_only_directory(tmp_path / "ro"):
                 result = _materialize(pipeline_resources(simulator.url, db), W[0], W[2], instance)
@@ -235,7 +235,7 @@ def test_an_unusable_database_path_fails_the_run_before_any_request(tmp_path, si
 @pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_connection_refused_stops_the_run_after_the_first_day(tmp_path):
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with dg.instance_for_test() as instance:
+    with dagster_instance() as instance:
         result = _materialize(pipeline_resources(closed, tmp_path / "w.duckdb", max_attempts=2), W[0], W[3], instance)
     message = failure_message(result)
     assert not result.success
@@ -249,7 +249,7 @@ def test_a_reset_connection_mid_run_does_not_stop_the_other_days(tmp_path, small
     """Only a connection that cannot be opened stops the run; a connection reset by the server stays a per-day fault."""
     from stx_pipeline.simulator import FaultConfig, SimulatorServer
 
-    with SimulatorServer(small_chain, FaultConfig()) as sim, dg.instance_for_test() as instance:
+    with SimulatorServer(small_chain, FaultConfig()) as sim, dagster_instance() as instance:
         sim.faults = FaultConfig(reset_rate=1.0)
         result = _materialize(pipeline_resources(sim.url, tmp_path / "w.duckdb", max_attempts=2), W[0], W[1], instance)
     message = failure_message(result)

@@ -20,7 +20,7 @@ from stx_pipeline.resources import HiroApiResource
 from stx_pipeline.simulator import FaultConfig, SimulatorServer
 from stx_pipeline.storage import day_content_hash, day_counts, duplicate_tx_ids
 from stx_pipeline_tests.children import read_line
-from stx_pipeline_tests.conftest import PROJECT_ROOT, days, failure_message
+from stx_pipeline_tests.conftest import PROJECT_ROOT, dagster_instance, days, failure_message
 
 # As the code location builds it from this environment (conftest: STX_START_DATE=2024-11-01).
 stx_transactions = defs().get_assets_def("stx_transactions")
@@ -243,7 +243,7 @@ def test_the_api_key_appears_nowhere(small_chain, tmp_path, monkeypatch):
     home.mkdir()
     with (
         SimulatorServer(small_chain, FaultConfig(), required_api_key=PLANTED_KEY) as sim,
-        dg.instance_for_test(temp_dir=str(home)) as instance,
+        dagster_instance(home) as instance,
     ):
         resources = {
             "hiro": HiroApiResource(base_url=sim.url, api_key=dg.EnvVar("HIRO_API_KEY"), requests_per_minute=0),

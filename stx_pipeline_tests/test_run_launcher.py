@@ -12,6 +12,7 @@ import pytest
 from dagster._core.launcher import WorkerStatus
 
 from stx_pipeline.run_launcher import LocalRunLauncher, worker_process_status
+from stx_pipeline_tests.conftest import dagster_instance
 
 pytestmark = pytest.mark.slow  # real worker processes
 
@@ -45,7 +46,7 @@ def test_the_health_check_reads_the_pid_on_the_runs_start_event():
     """A run executed in this process: its RUN_START carries this pid, so the run counts as running; a run with no
     RUN_START (nothing to judge by) is left alone."""
     launcher = {"module": "stx_pipeline.run_launcher", "class": "LocalRunLauncher"}
-    with dg.instance_for_test(overrides={"run_launcher": launcher}) as instance:
+    with dagster_instance(overrides={"run_launcher": launcher}) as instance:
         assert isinstance(instance.run_launcher, LocalRunLauncher)
         result = dg.materialize([quick], instance=instance)
         run = instance.get_run_by_id(result.run_id)

@@ -14,7 +14,7 @@ from stx_pipeline.definitions import defs
 from stx_pipeline.devtools.resources import pipeline_resources
 from stx_pipeline.simulator import FaultConfig
 from stx_pipeline.storage import day_content_hash, day_counts, duplicate_tx_ids
-from stx_pipeline_tests.conftest import days, failure_message
+from stx_pipeline_tests.conftest import dagster_instance, days, failure_message
 
 # As the code location builds it from this environment (conftest: STX_START_DATE=2024-11-01).
 stx_transactions = defs().get_assets_def("stx_transactions")
@@ -178,7 +178,7 @@ def test_a_bad_day_in_a_multi_day_run_fails_alone(simulator, small_chain, db_pat
     wanted = days("2025-03-01", 4)
     bad = wanted[1]
     simulator.faults = FaultConfig(fail_days=[bad.isoformat()])
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+    with dagster_instance(tmp_path / "dagster") as instance:
         result = dg.materialize(
             [stx_transactions],
             resources=pipeline_resources(simulator.url, db_path, max_attempts=2, max_backoff_s=0.1),
