@@ -79,9 +79,10 @@ VALUE_WALLET_DAY_SELECT = f"""
         FROM t
         WHERE tx_type = 'token_transfer' AND tx_status = 'success' AND token_transfer_recipient IS NOT NULL
     )
-    SELECT partition_date, day, address, CAST(sum(n_sent) AS BIGINT), CAST(sum(n_paid) AS BIGINT),
-           CAST(sum(n_sponsored_paid) AS BIGINT), CAST(sum(fee_paid_ustx) AS BIGINT),
-           CAST(sum(n_received) AS BIGINT), CAST(sum(received_ustx) AS BIGINT)
+    SELECT partition_date, day, address, CAST(sum(n_sent) AS BIGINT) AS n_sent, CAST(sum(n_paid) AS BIGINT) AS n_paid,
+           CAST(sum(n_sponsored_paid) AS BIGINT) AS n_sponsored_paid,
+           CAST(sum(fee_paid_ustx) AS BIGINT) AS fee_paid_ustx, CAST(sum(n_received) AS BIGINT) AS n_received,
+           CAST(sum(received_ustx) AS BIGINT) AS received_ustx
     FROM roles
     GROUP BY partition_date, day, address"""
 
