@@ -18,7 +18,8 @@ import pytest
 
 from stx_pipeline.dashboard import files, metrics
 from stx_pipeline.dashboard.models import DashboardResult
-from stx_pipeline.dashboard.render import render_page, write_dashboard
+from stx_pipeline.dashboard.render import NA, render_page, write_dashboard
+from stx_pipeline.dashboard.value import DEFINITIONS as VALUE_DEFINITIONS
 from stx_pipeline.schema import TABLE
 from stx_pipeline_tests.test_dashboard_metrics import (
     FIRST,
@@ -29,6 +30,8 @@ from stx_pipeline_tests.test_dashboard_metrics import (
     make_db,
     tx,
 )
+from stx_pipeline_tests.test_value_metrics import build as build_value_history
+from stx_pipeline_tests.test_value_metrics import history as value_history
 
 BUILT_AT = datetime(2025, 4, 10, 8, 0, 30, tzinfo=UTC)
 CHART_IDS = (
@@ -130,7 +133,7 @@ def test_page_and_library_are_written(site: DashboardResult, tmp_path: Path) -> 
     html = site.path.read_text("utf-8")
     assert f'<script src="{LIBRARY}"></script>' in html
     assert site.size_bytes == site.path.stat().st_size
-    assert sorted(p.name for p in out.iterdir()) == ["assets", "index.html"]  # no temp file left
+    assert sorted(p.name for p in out.iterdir()) == ["assets", "index.html", "value.html"]  # no temp file left
     assert sorted(p.name for p in (out / "assets").iterdir()) == [files.PLOTLY_JS]
     assert oct(site.path.stat().st_mode & 0o777) == "0o644"
 
@@ -217,7 +220,7 @@ def test_rewrite_is_atomic_and_keeps_an_unchanged_library(
     with pytest.raises(OSError, match="disk full"):
         write_dashboard(conn, out, built_at=datetime(2030, 1, 1, tzinfo=UTC))
     assert site.path.read_bytes() == before  # readers still see the complete old page
-    assert sorted(p.name for p in out.iterdir()) == ["assets", "index.html"]
+    assert sorted(p.name for p in out.iterdir()) == ["assets", "index.html", "value.html"]
 
 
 def test_changed_library_is_replaced(site: DashboardResult, conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
@@ -277,3 +280,114 @@ def test_chart_script_draws_every_chart(site: DashboardResult, tmp_path: Path) -
 
 
 # The page in a real browser (charts drawn, console clean, screenshot): test_dashboard_browser.py.
+
+
+# The value page over test_value_metrics' hand-computed history (values checked there; here: that they reach the
+# page, where, and how they are labelled).
+VALUE_CHART_IDS = (
+    "chart-cohort-value",
+    "chart-fee-histogram",
+    "chart-funnel",
+    "chart-retention-curves",
+    "chart-cohort-retention",
+    "chart-network-fees",
+    "chart-rates",
+    "chart-new-returning",
+    "chart-stx-transferred",
+)
+
+
+@pytest.fixture
+def value_site(tmp_path: Path) -> Path:
+    conn = build_value_history(tmp_path / "v.duckdb", value_history())
+    try:
+        write_dashboard(conn, tmp_path / "site", built_at=BUILT_AT)
+    finally:
+        conn.close()
+    return tmp_path / "site"
+
+
+def row_cells(html: str, first_cell: str) -> list[str]:
+    """The text of the cells of the table row whose first cell starts with `first_cell`."""
+    cells = parse(html).cells
+    i = next(i for i, c in enumerate(cells) if c.startswith(first_cell))
+    return [c.strip() for c in cells[i : i + 11]]
+
+
+def test_value_page_shows_the_hand_computed_cohorts(value_site: Path) -> None:
+    html = (value_site / "value.html").read_text("utf-8")
+    # Week of 2025-01-06: A, S, B (S paid B's sponsored fee); 30-day fees 1,100,000 / 3,000 / 3,000 µSTX.
+    cells = row_cells(html, "2025-01-06")
+    assert cells[:5] == ["2025-01-06 ‡", "3", "1 33.3%", "1 33.3%", "1 33.3%"]
+    assert cells[5] == "0.3687 / 0.0030"  # mean 1,106,000 / 3 µSTX, median 3,000
+    # 60 and 90 days: 2,106,000 / 3 and 4,106,000 / 3 µSTX
+    assert cells[6] == "0.7020 / 0.0030" and cells[7] == "1.3687 / 0.0030"
+    assert cells[8] == "0.0030 / 0.0030 / 0.5515 / 0.8806"  # quantile_cont p25/p50/p75/p90
+    assert cells[9:11] == ["66.7%", "33.3%"]  # day 1+, day 7+
+    # C's week: too young for 90 days, so a dash, not a zero.
+    assert row_cells(html, "2025-02-03")[5:8] == ["0.9000 / 0.9000", "0.9000 / 0.9000", NA]
+    # E activated on the last stored day: its cohort is listed with nothing ripe.
+    assert row_cells(html, "2025-04-14")[1:5] == ["1", "0 0.0%", NA, NA]
+
+
+def test_value_page_defines_every_metric_and_states_the_funded_substitute(value_site: Path) -> None:
+    html = (value_site / "value.html").read_text("utf-8")
+    text = html_text(html)
+    for definition in VALUE_DEFINITIONS.values():
+        assert definition in text
+    assert "which the transaction history cannot give" in text
+    assert "received by token transfer on or before its activation day" in text
+    for chart in VALUE_CHART_IDS:
+        assert f'id="{chart}"' in html
+    data = json_script(html, "stx-data")
+    assert data["cohorts"]["label"][:2] == ["2025-01-06", "2025-02-03"]  # type: ignore[index]
+    assert data["days"]["sponsored_share"][-2:] == [0.5, 0.0]  # type: ignore[index]
+
+
+def html_text(html: str) -> str:
+    """Visible text with entities decoded and whitespace collapsed."""
+
+    class _Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.parts: list[str] = []
+            self._skip = 0
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self._skip += tag in ("script", "style")
+
+        def handle_endtag(self, tag: str) -> None:
+            self._skip -= tag in ("script", "style")
+
+        def handle_data(self, data: str) -> None:
+            if not self._skip:
+                self.parts.append(data)
+
+    parser = _Text()
+    parser.feed(html)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def test_both_pages_share_the_navigation_and_the_missing_library_banner(value_site: Path) -> None:
+    for page, other in (("index.html", "value.html"), ("value.html", "index.html")):
+        html = (value_site / page).read_text("utf-8")
+        assert f'<a href="{other}">' in html and 'aria-current="page"' in html
+        # Hidden until the script finds no Plotly: then it says what is missing and what to do.
+        assert '<div class="card banner" id="library-missing" role="alert" hidden>' in html
+        assert f"the chart library <code>{LIBRARY}</code> did not load" in html
+
+
+@pytest.mark.parametrize("page", ["index.html", "value.html"])
+def test_page_weight_is_under_two_megabytes(value_site: Path, page: str) -> None:
+    weight = page_weight(value_site / page)
+    assert weight < 2_000_000, weight
+    assert weight > files.plotly_js_source().stat().st_size  # the library is counted
+
+
+def test_addresses_link_to_the_explorer_escaped(site: DashboardResult) -> None:
+    html = site.path.read_text("utf-8")
+    assert f'<a class="addr" href="https://explorer.hiro.so/address/{A}?chain=mainnet"' in html
+    # The hostile contract id is percent-encoded in the link and stays text in the cell.
+    hrefs = re.findall(r'href="(https://explorer\.hiro\.so/txid/[^"]*)"', html)
+    assert hrefs and all(re.fullmatch(r"[\w:/.\-%?=]+", h) for h in hrefs)
+    assert HOSTILE_CONTRACT in parse(html).cells

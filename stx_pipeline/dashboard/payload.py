@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from stx_pipeline.dashboard.models import USTX_PER_STX, CohortCell, DashboardData, DayCount, PeriodWallets
+from stx_pipeline.dashboard.value import CohortValue, FeeBin, ValueData
 from stx_pipeline.schema import USER_TX_TYPES
 
 
@@ -133,3 +134,71 @@ def totals_payload(data: DashboardData) -> dict[str, Any]:
         "last_day": _iso(cov.last_day) if cov.last_day else None,
         "days_covered": cov.days_covered,
     }
+
+
+def _stx_of(ustx: float | int | None) -> float | None:
+    return None if ustx is None else _num(ustx / USTX_PER_STX, 6)  # type: ignore[return-value]
+
+
+def _cohort_label(c: CohortValue, period: str) -> str:
+    return c.cohort.strftime("%Y-%m") if period == "month" else _iso(c.cohort)
+
+
+def value_payload(v: ValueData) -> dict[str, Any]:
+    """Chart data of the value page (amounts in STX); every list is aligned with its axis list."""
+    cohorts = list(v.cohorts)
+    labels = [_cohort_label(c, v.period) for c in cohorts]
+    fees: dict[str, list[float | None]] = {}
+    for i, h in enumerate(v.horizons):
+        fees[f"mean_{h}"] = [_stx_of(c.fees[i].mean_ustx) for c in cohorts]
+        fees[f"median_{h}"] = [_stx_of(c.fees[i].median_ustx) for c in cohorts]
+    bins = list(v.fee_histogram)
+    days = list(v.days)
+    return {
+        "period": v.period,
+        "horizons": list(v.horizons),
+        "retention_days": list(v.retention_days),
+        "cohorts": {
+            "label": labels,
+            "size": [c.new for c in cohorts],
+            "new": [c.new for c in cohorts],
+            "funded": [c.funded for c in cohorts],
+            "active": [c.active for c in cohorts],
+            "value": [c.value for c in cohorts],
+            "retention": [[_num(s) for s in c.retention] for c in cohorts],
+            **fees,
+        },
+        "histogram": {
+            "label": [_bin_label(b) for b in bins],
+            "wallets": [b.wallets for b in bins],
+        },
+        "curves": [
+            {"segment": r.segment, "share": [_num(s) for s in r.share], "wallets": list(r.wallets)} for r in v.retention
+        ],
+        "days": {
+            "day": [_iso(d.day) for d in days],
+            "network_fee_stx": [_stx_of(d.network_fee_ustx) for d in days],
+            "trailing_30_fee_stx": [_stx_of(d.trailing_30_fee_ustx) for d in days],
+            "sponsored_share": [_num(d.sponsored_share) for d in days],
+            "failed_rate": [_num(d.failed_rate) for d in days],
+            "new": [d.new_wallets for d in days],
+            "returning": [d.returning_wallets for d in days],
+            "stx_transferred": [_stx_of(d.stx_transferred_ustx) for d in days],
+        },
+    }
+
+
+def _stx_text(ustx: int) -> str:
+    stx = ustx / USTX_PER_STX
+    return f"{stx:g}"
+
+
+def _bin_label(b: FeeBin) -> str:
+    """'0', '< 0.001', '0.001 to 0.01' (en dash), ..., '≥ 10' STX."""
+    if b.hi_ustx == 0:
+        return "0"
+    if b.hi_ustx is None:
+        return f"≥ {_stx_text(b.lo_ustx)}"
+    if b.lo_ustx <= 1:
+        return f"< {_stx_text(b.hi_ustx)}"
+    return f"{_stx_text(b.lo_ustx)}\u2013{_stx_text(b.hi_ustx)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -11,8 +12,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from stx_pipeline.dashboard import metrics
 from stx_pipeline.dashboard.files import PLOTLY_JS, PLOTLY_VERSION, atomic_write_bytes, ensure_plotly
-from stx_pipeline.dashboard.models import USTX_PER_STX, DashboardData, DashboardResult, SummaryRow
-from stx_pipeline.dashboard.payload import chart_payload, totals_payload
+from stx_pipeline.dashboard.models import USTX_PER_STX, Coverage, DashboardData, DashboardResult, SummaryRow
+from stx_pipeline.dashboard.payload import chart_payload, totals_payload, value_payload
+from stx_pipeline.dashboard.value import ValueData, compute_value
 from stx_pipeline.schema import USER_TX_TYPES
 
 PAGE = "index.html"
@@ -100,9 +102,9 @@ def _environment() -> Environment:
 _ENV = _environment()
 
 
-def _common(cov: object, built_at: datetime, page: str, page_js: str) -> dict[str, object]:
+def _common(cov: Coverage, built_at: datetime, page: str, page_js: str) -> dict[str, object]:
     """What both pages' shared layout (base.html.j2) needs."""
-    newest = getattr(cov, "newest_tx_at", None)
+    newest = cov.newest_tx_at
     return {
         "cov": cov,
         "built_at": built_at,
@@ -138,6 +140,46 @@ def render_page(data: DashboardData, built_at: datetime) -> str:
     )
 
 
+# Headings of value.DEFINITIONS' entries on the page.
+DEFINITION_LABELS = {
+    "wallet": "Wallet",
+    "activation": "Activation",
+    "cohort": "Cohort",
+    "fees_paid": "Fees paid",
+    "fee_value": "Fee value (30 / 60 / 90 days)",
+    "fee_distribution": "Fee distribution",
+    "network_fees": "Network fee value",
+    "funded": "Funded",
+    "active": "Active",
+    "value": "Value",
+    "funnel": "Funnel",
+    "retention": "Retention at day N",
+    "retention_segments": "Retention by segment",
+    "sponsored_share": "Sponsored share",
+    "failed_rate": "Failed-transaction rate",
+    "new_returning": "New vs returning",
+    "stx_transferred": "STX transferred",
+}
+
+
+def render_value_page(value: ValueData, cov: Coverage, built_at: datetime) -> str:
+    """The value page, value.html, with the growth page's header (coverage) and navigation."""
+    built_at = _utc_aware(built_at)
+    # A wallet whose first transaction's block time is after the last stored day (it waits for that day, as on
+    # the growth page) would make a cohort of the future: only cohorts started by as_of are shown.
+    if value.as_of is not None:
+        value = dataclasses.replace(value, cohorts=tuple(c for c in value.cohorts if c.cohort <= value.as_of))
+    return _ENV.get_template("value.html.j2").render(
+        **_common(cov, built_at, VALUE_PAGE, "value.js"),
+        title="Stacks wallet value & retention",
+        as_of=value.as_of,
+        v=value,
+        cohorts=value.cohorts,
+        definition_labels=DEFINITION_LABELS,
+        chart_data=value_payload(value),
+    )
+
+
 def _headline(data: DashboardData) -> dict[str, float | int | None]:
     rows = {r.days: r for r in data.summary}
     last = data.daily[-1] if data.daily else None
@@ -156,14 +198,17 @@ def _headline(data: DashboardData) -> dict[str, float | int | None]:
 def write_dashboard(
     conn: duckdb.DuckDBPyConnection, out_dir: Path, built_at: datetime | None = None
 ) -> DashboardResult:
-    """Compute every metric, render, and publish `out_dir/index.html` atomically."""
+    """Compute every metric, render, and publish `out_dir/index.html` and `out_dir/value.html`, each atomically."""
     built_at = built_at or datetime.now(UTC)
     data = metrics.compute_all(conn)
+    value = compute_value(conn, as_of=data.as_of)
     page = render_page(data, built_at).encode("utf-8")
+    value_page = render_value_page(value, data.coverage, built_at).encode("utf-8")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # The library goes first: a freshly published page must never point at a missing file.
     ensure_plotly(out_dir / ASSETS_DIR)
+    atomic_write_bytes(out_dir / VALUE_PAGE, value_page)
     path = out_dir / PAGE
     size = atomic_write_bytes(path, page)
     cov = data.coverage
@@ -178,4 +223,4 @@ def write_dashboard(
     )
 
 
-__all__ = ["MAX_PAGE_BYTES", "render_page", "write_dashboard"]
+__all__ = ["MAX_PAGE_BYTES", "PAGE", "VALUE_PAGE", "render_page", "render_value_page", "write_dashboard"]
