@@ -25,6 +25,7 @@ import pytest
 from stx_pipeline.dashboard import metrics
 from stx_pipeline.dashboard.models import DashboardData
 from stx_pipeline.schema import COLUMN_NAMES, CREATE_TABLE_SQL, TABLE
+from stx_pipeline.storage.aggregates import aggregates_fresh, refresh_stale
 
 D = date.fromisoformat
 AMM = "SP1AMM.amm-pool"
@@ -136,9 +137,14 @@ def make_db(path: Path, rows: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection
     return conn
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+@pytest.fixture(params=["raw", "aggregates"])
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The same rows read two ways: a raw table only (the page derives every table from it) and with the
+    persisted aggregates built (the page reads them): every hand-computed figure must hold for both."""
     c = make_db(tmp_path / "stx.duckdb", fixture_rows())
+    if request.param == "aggregates":
+        refresh_stale(c)
+        assert aggregates_fresh(c)
     yield c
     c.close()
 

@@ -26,6 +26,7 @@ from stx_pipeline.dashboard.models import (
 )
 from stx_pipeline.dashboard.prepare import Prepared, prepared, using
 from stx_pipeline.schema import DAY_EXPR, MINED_EXPR, TABLE
+from stx_pipeline.storage.activity_metrics import PERIOD_SQL, WEEK_SQL
 from stx_pipeline.storage.aggregates import TYPE_DAY, aggregates_fresh
 
 Conn = duckdb.DuckDBPyConnection
@@ -36,7 +37,7 @@ TOP_LIMIT = 20
 MAX_COHORTS = 52  # one year of weekly cohorts keeps the heatmap readable and the page small
 
 # Monday of the ISO week of a DATE column, as a DATE (date_trunc returns a TIMESTAMP).
-_WEEK = "({col} - CAST(isodow({col}) - 1 AS INTEGER))"
+_WEEK = WEEK_SQL
 
 # Every calendar day of the stored range, covered or not.
 _DAYS = """
@@ -70,31 +71,23 @@ def daily_wallets(conn: Conn, ctx: Prepared | None = None) -> list[DailyWallets]
         cov = p.coverage
         if cov.is_empty:
             return []
+        # Active wallets and the trailing-30-day MAU come per day from the activity table (kept incrementally:
+        # storage.activity_metrics); new wallets from the first-seen dates within the stored range.
         sql = f"""
             WITH days AS ({_DAYS}),
-            dau AS (SELECT day, count(*) AS active FROM {p.wallet_day} GROUP BY day),
-            nw AS (SELECT first_day AS day, count(*) AS new FROM {p.wallet_first} GROUP BY first_day),
-            -- MAU without a 30x self-join: an active day keeps its wallet "in the month" until 30 days
-            -- later or its next active day, whichever is first. A wallet's spans never overlap, so a
-            -- running sum of +1/-1 edges is the distinct count of the trailing 30 days.
-            edges AS (
-                SELECT day, sum(delta) AS delta FROM (
-                    SELECT day, 1 AS delta FROM {p.wallet_day}
-                    UNION ALL
-                    SELECT least(day + {RETENTION_DAYS}, coalesce(next_day, day + {RETENTION_DAYS})), -1
-                    FROM {p.wallet_day}
-                ) GROUP BY day
+            nw AS (
+                SELECT first_day AS day, count(*) AS new FROM {p.first_seen}
+                WHERE first_day BETWEEN CAST($first AS DATE) AND CAST($last AS DATE) GROUP BY first_day
             ),
             base AS (
                 SELECT d.day, c.day IS NOT NULL AS covered,
-                       CASE WHEN c.day IS NOT NULL THEN coalesce(dau.active, 0) END AS active,
+                       CASE WHEN c.day IS NOT NULL THEN coalesce(dw.active, 0) END AS active,
                        CASE WHEN c.day IS NOT NULL THEN coalesce(nw.new, 0) END AS new,
-                       sum(coalesce(e.delta, 0)) OVER (ORDER BY d.day) AS mau_raw
+                       coalesce(dw.mau, 0) AS mau_raw
                 FROM days d
                 LEFT JOIN {p.covered_days} c ON c.day = d.day
-                LEFT JOIN dau ON dau.day = d.day
+                LEFT JOIN {p.daily} dw ON dw.day = d.day
                 LEFT JOIN nw ON nw.day = d.day
-                LEFT JOIN edges e ON e.day = d.day
             )
             SELECT day, covered, active, new,
                    CASE WHEN day >= CAST($first AS DATE) + 6 THEN avg(active) OVER w7 END,
@@ -110,31 +103,30 @@ def daily_wallets(conn: Conn, ctx: Prepared | None = None) -> list[DailyWallets]
         return [DailyWallets(*row) for row in rows]
 
 
-def _period_wallets(conn: Conn, p: Prepared, start_sql_of: str, length_sql: str) -> list[PeriodWallets]:
-    # Periods come from the stored days so a period with stored days but no wallet shows 0.
+def _period_wallets(conn: Conn, p: Prepared, kind: str) -> list[PeriodWallets]:
+    # Periods come from the stored days so a period with stored days but no wallet shows 0; the distinct counts
+    # are kept per period (storage.activity_metrics.derive_periods).
+    start_of = PERIOD_SQL[kind]
+    length_sql = {"week": "7", "month": "(last_day({col}) - {col} + 1)"}[kind]
     sql = f"""
         WITH stored AS (
-            SELECT {start_sql_of.format(col="day")} AS start, count(*) AS n FROM {p.covered_days} GROUP BY 1
-        ),
-        act AS (
-            SELECT {start_sql_of.format(col="day")} AS start, count(DISTINCT wallet) AS active
-            FROM {p.wallet_day} GROUP BY 1
+            SELECT {start_of.format(col="day")} AS start, count(*) AS n FROM {p.covered_days} GROUP BY 1
         )
         SELECT s.start, coalesce(a.active, 0), s.n = {length_sql.format(col="s.start")}
-        FROM stored s LEFT JOIN act a ON a.start = s.start
+        FROM stored s LEFT JOIN {p.periods} a ON a.kind = $kind AND a.start = s.start
         ORDER BY s.start
     """
-    return [PeriodWallets(*row) for row in conn.execute(sql).fetchall()]
+    return [PeriodWallets(*row) for row in conn.execute(sql, {"kind": kind}).fetchall()]
 
 
 def weekly_wallets(conn: Conn, ctx: Prepared | None = None) -> list[PeriodWallets]:
     with using(conn, ctx) as p:
-        return _period_wallets(conn, p, _WEEK, "7")
+        return _period_wallets(conn, p, "week")
 
 
 def monthly_wallets(conn: Conn, ctx: Prepared | None = None) -> list[PeriodWallets]:
     with using(conn, ctx) as p:
-        return _period_wallets(conn, p, "CAST(date_trunc('month', {col}) AS DATE)", "(last_day({col}) - {col} + 1)")
+        return _period_wallets(conn, p, "month")
 
 
 def summary(
@@ -162,25 +154,43 @@ def summary(
                        CAST($as_of AS DATE) - {RETENTION_DAYS} AS c_stop
                 FROM (SELECT unnest(CAST($windows AS INTEGER[])) AS n)
             ),
+            -- only the windows' wallet-days are read, clipped to the stored range
+            wd AS (
+                SELECT address, day, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee_ustx) AS fee
+                FROM {p.wallet_day}
+                WHERE day BETWEEN (SELECT min(c_start) FROM bounds) AND (SELECT max(stop) FROM bounds)
+                  AND day BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
+                GROUP BY address, day
+            ),
             per_wallet AS (
-                SELECT b.n, w.wallet, sum(w.n_tx) AS n_tx, sum(w.n_ok) AS n_ok, sum(w.fee_ustx) AS fee
-                FROM bounds b JOIN {p.wallet_day} w ON w.day BETWEEN b.start AND b.stop
-                GROUP BY b.n, w.wallet
+                SELECT b.n, w.address, sum(w.n_tx) AS n_tx, sum(w.n_ok) AS n_ok, sum(w.fee) AS fee
+                FROM bounds b JOIN wd w ON w.day BETWEEN b.start AND b.stop
+                GROUP BY b.n, w.address
             ),
             act AS (
                 SELECT n, count(*) AS active, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee) AS fee,
                        avg(fee) AS mean_fee, median(fee) AS median_fee
                 FROM per_wallet GROUP BY n
             ),
+            fs AS (
+                SELECT address, first_day FROM {p.first_seen}
+                WHERE first_day BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
+                  AND first_day BETWEEN (SELECT min(c_start) FROM bounds) AND (SELECT max(stop) FROM bounds)
+            ),
             fresh AS (
-                SELECT b.n, count(f.wallet) AS new
-                FROM bounds b LEFT JOIN {p.wallet_first} f ON f.first_day BETWEEN b.start AND b.stop
+                SELECT b.n, count(f.address) AS new
+                FROM bounds b LEFT JOIN fs f ON f.first_day BETWEEN b.start AND b.stop
                 GROUP BY b.n
             ),
+            -- retained: another active day 1 to 30 days after the first (within the stored range)
+            returned AS (
+                SELECT DISTINCT f.address FROM fs f JOIN wd w ON w.address = f.address
+                WHERE w.day > f.first_day AND w.day <= f.first_day + {RETENTION_DAYS}
+            ),
             ret AS (
-                SELECT b.n, count(f.wallet) AS size,
-                       count(f.wallet) FILTER (WHERE f.second_day <= f.first_day + {RETENTION_DAYS}) AS kept
-                FROM bounds b LEFT JOIN {p.wallet_first} f ON f.first_day BETWEEN b.c_start AND b.c_stop
+                SELECT b.n, count(f.address) AS size,
+                       count(f.address) FILTER (WHERE f.address IN (SELECT address FROM returned)) AS kept
+                FROM bounds b LEFT JOIN fs f ON f.first_day BETWEEN b.c_start AND b.c_stop
                 GROUP BY b.n
             )
             SELECT b.n, b.start, b.stop, b.start >= CAST($first AS DATE),
@@ -194,7 +204,7 @@ def summary(
             JOIN ret r ON r.n = b.n
             ORDER BY b.n
         """
-        params = {"as_of": as_of, "windows": list(windows), "first": cov.first_day}
+        params = {"as_of": as_of, "windows": list(windows), "first": cov.first_day, "last": cov.last_day}
         rows = conn.execute(sql, params).fetchall()
         return [
             SummaryRow(
@@ -245,29 +255,27 @@ def cohort_retention(
     with using(conn, ctx) as p:
         if p.coverage.is_empty:
             return []
+        # Cohort sizes from the first-seen dates within the stored range; cells kept per (cohort, week) by
+        # storage.activity_metrics.derive_cohorts.
         sql = f"""
             WITH complete AS (
                 SELECT {_week("day")} AS wk FROM {p.covered_days} GROUP BY 1 HAVING count(*) = 7
             ),
-            fw AS (SELECT wallet, {_week("first_day")} AS cohort FROM {p.wallet_first}),
-            sizes AS (SELECT cohort, count(*) AS size FROM fw GROUP BY cohort),
-            kept AS (SELECT * FROM sizes ORDER BY cohort DESC LIMIT $max_cohorts),
-            ww AS (SELECT DISTINCT wallet, {_week("day")} AS wk FROM {p.wallet_day}),
-            act AS (
-                SELECT fw.cohort, ww.wk, count(*) AS active
-                FROM ww JOIN fw ON fw.wallet = ww.wallet
-                WHERE fw.cohort IN (SELECT cohort FROM kept)
-                GROUP BY ALL
-            )
+            sizes AS (
+                SELECT {_week("first_day")} AS cohort, count(*) AS size FROM {p.first_seen}
+                WHERE first_day BETWEEN CAST($first AS DATE) AND CAST($last AS DATE) GROUP BY cohort
+            ),
+            kept AS (SELECT * FROM sizes ORDER BY cohort DESC LIMIT $max_cohorts)
             SELECT k.cohort, k.size, CAST((c.wk - k.cohort) // 7 AS INTEGER) AS week,
                    coalesce(a.active, 0), coalesce(a.active, 0) / k.size
             FROM kept k
             JOIN complete c ON c.wk >= k.cohort
-            LEFT JOIN act a ON a.cohort = k.cohort AND a.wk = c.wk
+            LEFT JOIN {p.cohorts} a ON a.cohort = k.cohort AND a.wk = c.wk
             ORDER BY k.cohort, week
         """
         limit = max_cohorts if max_cohorts is not None else 2**62
-        return [CohortCell(*row) for row in conn.execute(sql, {"max_cohorts": limit}).fetchall()]
+        params = {"max_cohorts": limit, "first": p.coverage.first_day, "last": p.coverage.last_day}
+        return [CohortCell(*row) for row in conn.execute(sql, params).fetchall()]
 
 
 def _tx_by(conn: Conn, column: str, ctx: Prepared | None) -> list[DayCount]:
@@ -308,22 +316,29 @@ def top_senders(
         if as_of is None:
             return []
         sql = f"""
-            WITH per_wallet AS (
-                SELECT wallet, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee_ustx) AS fee, count(*) AS days
+            WITH per_day AS (
+                SELECT address, day, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee_ustx) AS fee
                 FROM {p.wallet_day}
                 WHERE day BETWEEN CAST($as_of AS DATE) - ($days - 1) AND CAST($as_of AS DATE)
-                GROUP BY wallet
+                  AND day BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
+                GROUP BY address, day
             ),
-            -- ids are arbitrary: ties are broken by address, so the address joins before the LIMIT
-            top AS (
-                SELECT w.*, i.address FROM per_wallet w JOIN {p.wallet_ids} i ON i.wallet = w.wallet
-                ORDER BY w.n_tx DESC, i.address LIMIT $limit
+            per_wallet AS (
+                SELECT address, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee) AS fee, count(*) AS days
+                FROM per_day GROUP BY address ORDER BY n_tx DESC, address LIMIT $limit
             )
             SELECT t.address, t.n_tx, t.n_ok, t.fee, t.days, f.first_day
-            FROM top t JOIN {p.wallet_first} f ON f.wallet = t.wallet
+            FROM per_wallet t JOIN {p.first_seen} f ON f.address = t.address
             ORDER BY t.n_tx DESC, t.address
         """
-        rows = conn.execute(sql, {"as_of": as_of, "days": days, "limit": limit}).fetchall()
+        params = {
+            "as_of": as_of,
+            "days": days,
+            "limit": limit,
+            "first": p.coverage.first_day,
+            "last": p.coverage.last_day,
+        }
+        rows = conn.execute(sql, params).fetchall()
         return [TopSender(a, int(n), int(ok), int(fee), int(d), first) for a, n, ok, fee, d, first in rows]
 
 

@@ -27,6 +27,8 @@ from collections.abc import Iterable
 import duckdb
 
 from stx_pipeline.schema import DAY_EXPR, MINED_EXPR, TABLE, USER_TX_TYPES
+from stx_pipeline.storage.activity_metrics import DAILY, ensure_activity_tables, week
+from stx_pipeline.storage.activity_metrics import maintain as maintain_activity
 from stx_pipeline.storage.ingest_record import RECORD_TABLE, ensure_record, has_table, record_exists
 from stx_pipeline.storage.value_aggregates import refresh_value_partitions
 
@@ -87,7 +89,7 @@ def stale_days(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
     recorded. Reads only the ingest record and agg_built (a few thousand rows)."""
     if not record_exists(conn):
         return []  # no writer has recorded anything yet (refresh_stale creates the record first)
-    if not aggregates_exist(conn):
+    if not aggregates_exist(conn) or not has_table(conn, DAILY):  # never built, or built before the activity tables
         return [r[0] for r in conn.execute(f"SELECT day FROM {RECORD_TABLE} ORDER BY day").fetchall()]
     rows = conn.execute(
         f"""SELECT coalesce(r.day, b.partition_date) AS day
@@ -110,10 +112,27 @@ def refresh_days(
     """Replace the aggregates of `days` from their raw rows, `chunk_days` partitions per transaction (each
     partition whole or not at all), and move the first-seen dates of the wallets they had or have. Returns the
     days in order."""
-    done = sorted(set(days))
+    done = sorted(set(days) | set(_migrate_activity(conn)))
     for i in range(0, len(done), chunk_days):
         _refresh_chunk(conn, done[i : i + chunk_days])
     return done
+
+
+def _migrate_activity(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
+    """Aggregates built before the activity tables existed: every partition is marked unbuilt (in one
+    transaction with creating those tables, so a refresh stopped half-way leaves the rest stale, not silently
+    missing) and returned, to be rebuilt whole."""
+    if not aggregates_exist(conn) or has_table(conn, DAILY):
+        return []
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        ensure_activity_tables(conn)
+        conn.execute(f"DELETE FROM {BUILT}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return stale_days(conn)
 
 
 def refresh_day(conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:
@@ -132,9 +151,15 @@ def _refresh_chunk(conn: duckdb.DuckDBPyConnection, days: list[dt.date]) -> None
         ensure_aggregates(conn)
         conn.execute("CREATE OR REPLACE TEMP TABLE agg_days (day DATE)")
         conn.executemany("INSERT INTO agg_days VALUES (?)", [[d] for d in days])
-        # Wallets the partitions had: their first-seen date may move later or vanish, so it is recomputed.
+        # What the partitions had, before it goes: each wallet's earliest day in them (its first-seen date may
+        # move later or vanish) and the block-time days whose activity figures change.
         conn.execute(
-            f"CREATE OR REPLACE TEMP TABLE agg_old AS SELECT DISTINCT address FROM {WALLET_DAY} WHERE {in_chunk}",
+            f"""CREATE OR REPLACE TEMP TABLE agg_old AS
+                SELECT address, min(day) AS old_min FROM {WALLET_DAY} WHERE {in_chunk} GROUP BY address""",
+            bounds,
+        )
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE agg_changed_days AS SELECT DISTINCT day FROM {WALLET_DAY} WHERE {in_chunk}",
             bounds,
         )
         for table in (WALLET_DAY, TYPE_DAY, BUILT):
@@ -144,33 +169,66 @@ def _refresh_chunk(conn: duckdb.DuckDBPyConnection, days: list[dt.date]) -> None
             {"user_types": list(USER_TX_TYPES), **bounds},
         )
         conn.execute(f"INSERT INTO {TYPE_DAY} {TYPE_DAY_SELECT.format(where='WHERE ' + in_chunk)}", bounds)
-        conn.execute(f"DELETE FROM {FIRST_SEEN} WHERE address IN (SELECT address FROM agg_old)")
-        conn.execute(
-            f"""INSERT INTO {FIRST_SEEN}
-                SELECT address, min(day) FROM {WALLET_DAY}
-                WHERE address IN (SELECT address FROM agg_old) GROUP BY address"""
-        )
-        # Wallets only gaining activity: the earlier of their stored first day and the chunk's (no rescan).
-        conn.execute(
-            f"""CREATE OR REPLACE TEMP TABLE agg_new AS
-                SELECT n.address, least(n.first_day, f.first_day) AS first_day
-                FROM (SELECT address, min(day) AS first_day FROM {WALLET_DAY} WHERE {in_chunk} GROUP BY address) n
-                LEFT JOIN {FIRST_SEEN} f ON f.address = n.address
-                WHERE n.address NOT IN (SELECT address FROM agg_old)""",
-            bounds,
-        )
-        conn.execute(f"DELETE FROM {FIRST_SEEN} WHERE address IN (SELECT address FROM agg_new)")
-        conn.execute(f"INSERT INTO {FIRST_SEEN} SELECT address, first_day FROM agg_new")
+        conn.execute(f"INSERT INTO agg_changed_days SELECT DISTINCT day FROM {WALLET_DAY} WHERE {in_chunk}", bounds)
+        _move_first_seen(conn, in_chunk, bounds)
         conn.execute(
             f"INSERT INTO {BUILT} SELECT day, changed_at FROM {RECORD_TABLE} WHERE day IN (SELECT day FROM agg_days)"
         )
-        for name in ("agg_days", "agg_old", "agg_new"):
+        # Cohorts a wallet left or joined: a wallet new to the aggregates is active only on the changed days
+        # (recounted anyway), so only a wallet that had a first-seen date and moved to another week counts.
+        conn.execute(
+            f"""CREATE OR REPLACE TEMP TABLE agg_moved_cohorts AS
+                SELECT {week("old_first")} AS cohort FROM agg_first_change WHERE old_first IS NOT NULL
+                  AND {week("old_first")} IS DISTINCT FROM {week("new_first")}
+                UNION SELECT {week("new_first")} FROM agg_first_change WHERE old_first IS NOT NULL
+                  AND new_first IS NOT NULL AND {week("old_first")} IS DISTINCT FROM {week("new_first")}"""
+        )
+        maintain_activity(conn, WALLET_DAY, FIRST_SEEN, RECORD_TABLE, "agg_changed_days", "agg_moved_cohorts")
+        for name in ("agg_days", "agg_old", "agg_changed_days", "agg_first_change", "agg_moved_cohorts"):
             conn.execute(f"DROP TABLE temp.{name}")
         refresh_value_partitions(conn, days)  # the value page's aggregates, same transaction
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _move_first_seen(conn: duckdb.DuckDBPyConnection, in_chunk: str, bounds: dict[str, dt.date]) -> None:
+    """Update wallet_first_seen for the chunk's wallets and leave their changes in temp `agg_first_change`
+    (address, old_first, new_first; new_first NULL: the wallet has no activity left).
+
+    Without reading outside the chunk, except for the few wallets whose stored first day was their earliest day
+    in the chunk and is now gone from it (a re-fetched old day lost or moved their transaction): only those get
+    their first day recomputed over all their days. Every other wallet's first day is the earlier of its stored
+    one (when that came from outside the chunk, or still holds) and the chunk's."""
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE agg_first_change AS
+            WITH n AS (SELECT address, min(day) AS new_min FROM {WALLET_DAY} WHERE {in_chunk} GROUP BY address),
+            t AS (
+                SELECT coalesce(o.address, n.address) AS address, o.old_min, n.new_min, f.first_day AS old_first
+                FROM agg_old o FULL OUTER JOIN n ON n.address = o.address
+                LEFT JOIN {FIRST_SEEN} f ON f.address = coalesce(o.address, n.address)
+            )
+            SELECT address, old_first,
+                   CASE WHEN old_first IS NULL OR old_min IS NULL OR old_first < old_min
+                        THEN least(old_first, new_min)
+                        WHEN new_min <= old_first THEN new_min END AS new_first,
+                   old_first IS NOT NULL AND old_min IS NOT NULL AND old_first >= old_min
+                        AND (new_min IS NULL OR new_min > old_first) AS rescan
+            FROM t""",
+        bounds,
+    )
+    conn.execute(
+        f"""UPDATE agg_first_change c SET new_first = r.first_day
+            FROM (SELECT address, min(day) AS first_day FROM {WALLET_DAY}
+                  WHERE address IN (SELECT address FROM agg_first_change WHERE rescan) GROUP BY address) r
+            WHERE c.rescan AND c.address = r.address"""
+    )
+    conn.execute("DELETE FROM agg_first_change WHERE old_first IS NOT DISTINCT FROM new_first")
+    conn.execute(f"DELETE FROM {FIRST_SEEN} WHERE address IN (SELECT address FROM agg_first_change)")
+    conn.execute(
+        f"INSERT INTO {FIRST_SEEN} SELECT address, new_first FROM agg_first_change WHERE new_first IS NOT NULL"
+    )
 
 
 def refresh_stale(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
