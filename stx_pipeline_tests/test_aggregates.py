@@ -17,6 +17,7 @@ from stx_pipeline.devtools.resources import pipeline_resources
 from stx_pipeline.operations.status import build_report
 from stx_pipeline.schema import CREATE_TABLE_SQL, TABLE, USER_TX_TYPES
 from stx_pipeline.storage import duplicate_tx_ids, replace_day
+from stx_pipeline.storage.activity_metrics import COHORTS, DAILY, PERIODS, derive_all, stored_range
 from stx_pipeline.storage.aggregates import (
     FIRST_SEEN,
     TYPE_DAY,
@@ -54,24 +55,43 @@ def day_rows(conn: duckdb.DuckDBPyConnection, day: dt.date, n: int, seed: int, w
     ).to_arrow_table()
 
 
+def _activity(conn: duckdb.DuckDBPyConnection, daily: str, periods: str, cohorts: str) -> dict[str, list[tuple]]:
+    # Days up to the last wallet-day, without the all-zero days an incremental refresh need not write.
+    last = conn.execute(f"SELECT max(day) FROM {WALLET_DAY}").fetchone()[0]
+    return {
+        "daily": conn.execute(
+            f"SELECT * FROM {daily} WHERE day <= ? AND (active, mau) <> (0, 0) ORDER BY ALL", [last]
+        ).fetchall(),
+        "periods": conn.execute(f"SELECT * FROM {periods} ORDER BY ALL").fetchall(),
+        "cohorts": conn.execute(f"SELECT * FROM {cohorts} ORDER BY ALL").fetchall(),
+    }
+
+
 def scratch(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
-    """The aggregates computed from nothing over the whole raw table."""
+    """The aggregates and the activity tables computed from nothing over the whole raw table."""
+    user_types = {"user_types": list(USER_TX_TYPES)}
     wallet_day = conn.execute(
-        f"SELECT * FROM ({WALLET_DAY_SELECT.format(where='')}) ORDER BY ALL", {"user_types": list(USER_TX_TYPES)}
+        f"SELECT * FROM ({WALLET_DAY_SELECT.format(where='')}) ORDER BY ALL", user_types
     ).fetchall()
     type_day = conn.execute(f"SELECT * FROM ({TYPE_DAY_SELECT.format(where='')}) ORDER BY ALL").fetchall()
-    first = conn.execute(
-        f"SELECT address, min(day) FROM ({WALLET_DAY_SELECT.format(where='')}) GROUP BY 1 ORDER BY ALL",
-        {"user_types": list(USER_TX_TYPES)},
-    ).fetchall()
-    return {"wallet_day": wallet_day, "type_day": type_day, "first": first}
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE s_wd AS {WALLET_DAY_SELECT.format(where='')}", user_types)
+    conn.execute("CREATE OR REPLACE TEMP TABLE s_fs AS SELECT address, min(day) AS first_day FROM s_wd GROUP BY 1")
+    first = conn.execute("SELECT * FROM s_fs ORDER BY ALL").fetchall()
+    names = {"daily": "s_daily", "periods": "s_periods", "cohorts": "s_cohorts"}
+    derive_all(conn, "s_wd", "s_fs", names, stored_range(conn, RECORD_TABLE))
+    activity = _activity(conn, *names.values())
+    for name in ("s_wd", "s_fs", *names.values()):
+        conn.execute(f"DROP TABLE temp.{name}")
+    return {"wallet_day": wallet_day, "type_day": type_day, "first": first, **activity}
 
 
 def kept(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    """The persisted aggregates and activity tables, as refresh_days kept them."""
     return {
         "wallet_day": conn.execute(f"SELECT * FROM {WALLET_DAY} ORDER BY ALL").fetchall(),
         "type_day": conn.execute(f"SELECT * FROM {TYPE_DAY} ORDER BY ALL").fetchall(),
         "first": conn.execute(f"SELECT * FROM {FIRST_SEEN} ORDER BY ALL").fetchall(),
+        **_activity(conn, DAILY, PERIODS, COHORTS),
     }
 
 
@@ -163,6 +183,37 @@ def test_aggregates_equal_a_from_scratch_computation_after_any_sequence_of_repla
     assert stale_days(conn) == [days[2], days[3]]
     refresh_stale(conn)
     assert kept(conn) == scratch(conn)
+
+
+def test_a_refetched_old_day_moves_cohorts_in_weeks_it_did_not_touch(tmp_path: Path):
+    """Three weeks of days; then the first days are re-fetched without most of their wallets, whose first-seen dates
+    move to a later week: their cohort cells in the untouched later weeks move with them (equal to scratch), and
+    a re-fetch that adds them back moves them again."""
+    conn = duckdb.connect(str(tmp_path / "c.duckdb"))
+    days = [D0 + dt.timedelta(days=i) for i in range(21)]  # 2025-03-01 (Sat) .. 03-21
+    for i, day in enumerate(days):
+        replace_day(conn, day, day_rows(conn, day, 20, 3 + i, wallets=9))
+    refresh_stale(conn)
+    assert kept(conn) == scratch(conn)
+    before = dict(kept(conn)["first"])
+    cells_before = kept(conn)["cohorts"]
+
+    # The week's first two days (Sat, Sun) re-fetched with one wallet left.
+    replace_day(conn, days[0], day_rows(conn, days[0], 2, 500, wallets=1))
+    replace_day(conn, days[1], day_rows(conn, days[1], 2, 501, wallets=1))
+    assert refresh_stale(conn) == days[:2]
+    assert kept(conn) == scratch(conn)
+    after = dict(kept(conn)["first"])
+    moved = [a for a in before if before[a] == days[0] and after.get(a, days[0]) >= days[2]]
+    assert moved  # first seen in week 02-24 before, in week 03-03 or later now
+    untouched = {c for c in cells_before if c[1] >= dt.date(2025, 3, 10)}
+    assert untouched - set(kept(conn)["cohorts"])  # cells of weeks the re-fetch never touched changed
+
+    for i in (0, 1):  # the original content again
+        replace_day(conn, days[i], day_rows(conn, days[i], 20, 3 + i, wallets=9))
+    refresh_stale(conn)
+    assert kept(conn) == scratch(conn)
+    assert dict(kept(conn)["first"]) == before and kept(conn)["cohorts"] == cells_before
 
 
 def raw_only_copy(conn: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyConnection:

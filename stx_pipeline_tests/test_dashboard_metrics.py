@@ -367,3 +367,50 @@ def test_empty_table(tmp_path: Path) -> None:
     assert (data.totals.transactions, data.totals.fees_ustx) == (0, 0)
     assert data.daily == data.summary == data.cohorts == data.top_senders == data.top_contracts == []
     assert data.weekly == data.monthly == data.tx_by_type == data.fees == []
+
+
+def test_a_refetched_old_day_moves_a_first_seen_date_and_the_page_follows(tmp_path: Path) -> None:
+    """03-01 re-fetched without A's and B's transactions, after the aggregates were built: A's first-seen date
+    moves to 03-03 (from cohort week 02-24 to 03-03, whose cells in weeks the re-fetch did not touch change too)
+    and B is gone. Hand-computed, and the same page as from the raw table alone."""
+    from stx_pipeline.storage import replace_day
+
+    conn = make_db(tmp_path / "stx.duckdb", fixture_rows())
+    refresh_stale(conn)
+    refetched = conn.execute(
+        f"SELECT * FROM {TABLE} WHERE partition_date = ? AND sender_address NOT IN (?, ?)", [FIRST, A, B]
+    ).to_arrow_table()
+    assert refetched.num_rows == 2  # the miner's coinbase and tenure change
+    replace_day(conn, FIRST, refetched)
+    refresh_stale(conn)
+    assert aggregates_fresh(conn)
+    data = metrics.compute_all(conn)
+
+    days = by_day(data)
+    new = {d: r.new for d, r in days.items() if r.new}
+    assert new == {D("2025-03-03"): 1, D("2025-03-05"): 1, D("2025-03-11"): 1, D("2025-04-09"): 1}
+    assert days[FIRST].active == 0
+    assert days[D("2025-03-30")].mau == 3  # A C D (B's only day is gone)
+    assert [(w.start.isoformat(), w.active) for w in data.weekly][:3] == [
+        ("2025-02-24", 0),
+        ("2025-03-03", 2),
+        ("2025-03-10", 3),
+    ]
+    assert [(m.start.isoformat(), m.active) for m in data.monthly] == [("2025-03-01", 3), ("2025-04-01", 3)]
+    cells = {(c.cohort.isoformat(), c.week): (c.cohort_size, c.active) for c in data.cohorts}
+    assert cells == {
+        # A (03-03, 03-10) joined C (03-05, 03-12, 03-26) in cohort 03-03; cohort 02-24 is empty.
+        ("2025-03-03", 0): (2, 2),
+        ("2025-03-03", 1): (2, 2),
+        ("2025-03-03", 2): (2, 0),
+        ("2025-03-03", 3): (2, 1),
+        ("2025-03-10", 0): (1, 1),
+        ("2025-03-10", 1): (1, 0),
+        ("2025-03-10", 2): (1, 0),
+    }
+    top = {t.address: (t.transactions, t.first_seen) for t in data.top_senders}
+    assert top[A] == (2, D("2025-03-03")) and B not in top
+
+    stored = conn.execute(f"SELECT {', '.join(COLUMN_NAMES)} FROM {TABLE}").fetchall()
+    raw = make_db(tmp_path / "raw.duckdb", [dict(zip(COLUMN_NAMES, r, strict=True)) for r in stored])
+    assert metrics.compute_all(raw) == data
