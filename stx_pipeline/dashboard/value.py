@@ -17,12 +17,12 @@ from typing import Literal
 import duckdb
 
 from stx_pipeline.dashboard.models import USTX_PER_STX
+from stx_pipeline.storage.activity_metrics import DAILY
 from stx_pipeline.storage.ingest_record import RECORD_TABLE, has_table
 from stx_pipeline.storage.value_aggregates import (
     FEE_HORIZONS,
     TX_WINDOW,
     VALUE_DAY,
-    VALUE_WALLET_DAY,
     WALLET_VALUE,
     WALLET_VALUE_SELECT,
     value_aggregates_exist,
@@ -203,70 +203,95 @@ def _wallets_sql(capped: bool) -> str:
     return WALLET_VALUE_SELECT.format(wallets="", days="AND day <= CAST($as_of AS DATE)")
 
 
-def cohort_values(conn: Conn, wallets: str, params: dict, period: Period, first_day: date) -> list[CohortValue]:
+# Working tables of one compute_value (TEMP: allowed on a read-only connection, gone with it):
+#   value_w  the per-wallet rows as of $as_of
+#   value_k  the same counted by activation day, segment flags and `kept`, the number of RETENTION_DAYS n with
+#            last_day >= first_day + n (retained at the i-th day N iff kept > i): retention reads ~days x 48 rows
+#            instead of one per wallet.
+_WORK = {
+    "value_w": "SELECT * EXCLUDE (address) FROM ({wallets})",  # the addresses are never shown: not copied
+    "value_k": f"""SELECT first_day, {SEGMENTS["funded"][0]} AS funded, {SEGMENTS["active"][0]} AS active,
+                          {SEGMENTS["value"][0]} AS value,
+                          len(list_filter($retention_days, lambda n: last_day >= first_day + n)) AS kept,
+                          count(*) AS n
+                   FROM value_w GROUP BY ALL""",
+}
+
+
+def cohort_values(conn: Conn, params: dict, period: Period, first_day: date) -> list[CohortValue]:
     """Per activation cohort: funnel, fee value per horizon with its quantiles, retention per day N."""
     h_cols = []
     for h in FEE_HORIZONS:
         ripe = f"cohort_end + {h - 1} <= CAST($as_of AS DATE)"
         h_cols.append(
-            f"CASE WHEN {ripe} THEN avg(fee_{h}) END, CASE WHEN {ripe} THEN median(fee_{h}) END, "
-            f"CASE WHEN {ripe} THEN quantile_cont(fee_{h}, $quantiles) END"
+            f"CASE WHEN {ripe} THEN avg(fee_{h}) END AS mean_{h}, "
+            f"CASE WHEN {ripe} THEN quantile_cont(fee_{h}, $quantiles) END AS q_{h}"
         )
     r_cols = [
         f"CASE WHEN cohort_end + {n} <= CAST($as_of AS DATE) "
-        f"THEN count(*) FILTER (WHERE last_day >= first_day + {n}) / count(*) END"
-        for n in RETENTION_DAYS
+        f"THEN coalesce(sum(n) FILTER (WHERE kept > {i}), 0) / sum(n) END AS r_{n}"
+        for i, n in enumerate(RETENTION_DAYS)
     ]
     ripe30 = f"cohort_end + {TX_WINDOW - 1} <= CAST($as_of AS DATE)"
+    cohort = f"{_COHORT_START[period]} AS cohort"
     sql = f"""
-        WITH w AS ({wallets}),
-        c AS (SELECT *, {_COHORT_START[period]} AS cohort FROM w),
-        e AS (SELECT *, {_COHORT_END[period]} AS cohort_end FROM c)
-        SELECT cohort, cohort_end, count(*) AS new,
-               count(*) FILTER (WHERE {SEGMENTS["funded"][0]}) AS funded,
-               CASE WHEN {ripe30} THEN count(*) FILTER (WHERE {SEGMENTS["active"][0]}) END AS active,
-               CASE WHEN {ripe30} THEN count(*) FILTER (WHERE {SEGMENTS["value"][0]}) END AS value,
-               {", ".join(h_cols)},
-               {", ".join(r_cols)}
-        FROM e GROUP BY cohort, cohort_end ORDER BY cohort"""
+        WITH f AS (
+            SELECT cohort, {_COHORT_END[period]} AS cohort_end, count(*) AS new,
+                   count(*) FILTER (WHERE {SEGMENTS["funded"][0]}) AS funded,
+                   count(*) FILTER (WHERE {SEGMENTS["active"][0]}) AS active,
+                   count(*) FILTER (WHERE {SEGMENTS["value"][0]}) AS value,
+                   {", ".join(h_cols)}
+            FROM (SELECT *, {cohort} FROM value_w) GROUP BY cohort),
+        r AS (
+            SELECT cohort, {", ".join(r_cols)}
+            FROM (SELECT *, {cohort}, {_COHORT_END[period]} AS cohort_end FROM value_k) GROUP BY cohort, cohort_end)
+        SELECT f.cohort, f.cohort_end, f.new, f.funded,
+               CASE WHEN {ripe30} THEN f.active END, CASE WHEN {ripe30} THEN f.value END,
+               {", ".join(f"mean_{h}, q_{h}" for h in FEE_HORIZONS)},
+               {", ".join(f"r_{n}" for n in RETENTION_DAYS)}
+        FROM f JOIN r USING (cohort) ORDER BY f.cohort"""
     out = []
     for row in _run(conn, sql, params).fetchall():
-        cohort, end, new, funded, active, value = row[:6]
+        cohort_day, end, new, funded, active, value = row[:6]
         fees = []
         for i, h in enumerate(FEE_HORIZONS):
-            mean, med, qs = row[6 + 3 * i : 9 + 3 * i]
-            fees.append(FeeValue(h, mean, med, tuple(qs) if qs is not None else None))
-        retention = tuple(row[6 + 3 * len(FEE_HORIZONS) :])
+            mean, qs = row[6 + 2 * i], row[7 + 2 * i]
+            # The median is the quantile 0.5 of the same list (one sort per cohort and horizon, not two).
+            fees.append(FeeValue(h, mean, qs[QUANTILES.index(0.5)] if qs else None, tuple(qs) if qs else None))
+        retention = tuple(row[6 + 2 * len(FEE_HORIZONS) :])
         out.append(
-            CohortValue(cohort, end, cohort <= first_day <= end, new, funded, active, value, tuple(fees), retention)
+            CohortValue(
+                cohort_day, end, cohort_day <= first_day <= end, new, funded, active, value, tuple(fees), retention
+            )
         )
     return out
 
 
-def horizon_summary(conn: Conn, wallets: str, params: dict) -> list[HorizonSummary]:
+def horizon_summary(conn: Conn, params: dict) -> list[HorizonSummary]:
     """Fee value per horizon over the wallets activated at least N - 1 days before as_of."""
     cols = ", ".join(
         f"count(*) FILTER (WHERE {r}), avg(fee_{h}) FILTER (WHERE {r}), median(fee_{h}) FILTER (WHERE {r})"
         for h in FEE_HORIZONS
         for r in [f"first_day + {h - 1} <= CAST($as_of AS DATE)"]
     )
-    row = _run(conn, f"WITH w AS ({wallets}) SELECT {cols} FROM w", params).fetchone()
+    row = _run(conn, f"SELECT {cols} FROM value_w", params).fetchone()
     assert row is not None
     return [HorizonSummary(h, int(row[3 * i]), row[3 * i + 1], row[3 * i + 2]) for i, h in enumerate(FEE_HORIZONS)]
 
 
-def retention_curves(conn: Conn, wallets: str, params: dict) -> list[RetentionCurve]:
+def retention_curves(conn: Conn, params: dict) -> list[RetentionCurve]:
     """Per segment and day N: wallets for which day N (and day 29 for a segment decided then) is stored, and the
     share of them with a transaction on day N or later."""
+    flags = {"all": "TRUE", "funded": "funded", "active": "active", "value": "value", "non-value": "NOT value"}
     cols = []
-    for pred, at_29 in SEGMENTS.values():
-        for n in RETENTION_DAYS:
+    for name, (_, at_29) in SEGMENTS.items():
+        for i, n in enumerate(RETENTION_DAYS):
             ripe = f"first_day + {max(n, TX_WINDOW - 1) if at_29 else n} <= CAST($as_of AS DATE)"
             cols.append(
-                f"count(*) FILTER (WHERE {pred} AND {ripe}), "
-                f"count(*) FILTER (WHERE {pred} AND {ripe} AND last_day >= first_day + {n})"
+                f"coalesce(sum(n) FILTER (WHERE {flags[name]} AND {ripe}), 0), "
+                f"coalesce(sum(n) FILTER (WHERE {flags[name]} AND {ripe} AND kept > {i}), 0)"
             )
-    row = _run(conn, f"WITH w AS ({wallets}) SELECT {', '.join(cols)} FROM w", params).fetchone()
+    row = _run(conn, f"SELECT {', '.join(cols)} FROM value_k", params).fetchone()
     assert row is not None
     curves, k = [], 0
     for name in SEGMENTS:
@@ -280,12 +305,12 @@ def retention_curves(conn: Conn, wallets: str, params: dict) -> list[RetentionCu
     return curves
 
 
-def fee_histogram(conn: Conn, wallets: str, params: dict) -> list[FeeBin]:
+def fee_histogram(conn: Conn, params: dict) -> list[FeeBin]:
     """Wallets whose first 30 days are stored, by 30-day fee value bin (FEE_BIN_EDGES)."""
     sql = f"""
-        WITH w AS ({wallets}),
-        b AS (SELECT CASE WHEN fee_30 = 0 THEN 0 ELSE 1 + len(list_filter($edges, lambda e: e <= fee_30)) END AS bin
-              FROM w WHERE first_day + {TX_WINDOW - 1} <= CAST($as_of AS DATE))
+        WITH b AS (SELECT CASE WHEN fee_30 = 0 THEN 0 ELSE 1 + len(list_filter($edges, lambda e: e <= fee_30)) END
+                          AS bin
+                   FROM value_w WHERE first_day + {TX_WINDOW - 1} <= CAST($as_of AS DATE))
         SELECT bin, count(*) FROM b GROUP BY bin"""
     counts = dict(_run(conn, sql, {**params, "edges": list(FEE_BIN_EDGES)}).fetchall())
     lows = (0, 1, *FEE_BIN_EDGES)
@@ -293,23 +318,21 @@ def fee_histogram(conn: Conn, wallets: str, params: dict) -> list[FeeBin]:
     return [FeeBin(lo, hi, int(counts.get(i, 0))) for i, (lo, hi) in enumerate(zip(lows, highs, strict=True))]
 
 
-def value_days(conn: Conn, wallets: str, params: dict) -> list[ValueDay]:
+def value_days(conn: Conn, params: dict) -> list[ValueDay]:
     """The per-day series up to as_of: network fees and their trailing 30 days, sponsored share, failed rate,
-    new and returning wallets, STX transferred."""
+    new and returning wallets (active wallets of the day from the growth page's `agg_day_wallets`), STX
+    transferred."""
     sql = f"""
-        WITH w AS ({wallets}),
-        d AS (SELECT day, sum(fee_ustx) AS fee, sum(n_user) AS n_user, sum(n_sponsored) AS n_sponsored,
-                     sum(n_failed) AS n_failed, sum(stx_transferred_ustx) AS stx
-              FROM {VALUE_DAY} WHERE day <= CAST($as_of AS DATE) GROUP BY day),
-        act AS (SELECT day, count(DISTINCT address) AS active FROM {VALUE_WALLET_DAY}
-                WHERE n_sent > 0 AND day <= CAST($as_of AS DATE) GROUP BY day),
-        nw AS (SELECT first_day AS day, count(*) AS new FROM w GROUP BY first_day)
+        WITH d AS (SELECT day, sum(fee_ustx) AS fee, sum(n_user) AS n_user, sum(n_sponsored) AS n_sponsored,
+                          sum(n_failed) AS n_failed, sum(stx_transferred_ustx) AS stx
+                   FROM {VALUE_DAY} WHERE day <= CAST($as_of AS DATE) GROUP BY day),
+        nw AS (SELECT first_day AS day, count(*) AS new FROM value_w GROUP BY first_day)
         SELECT d.day, CAST(d.fee AS BIGINT),
                CASE WHEN d.day - 29 >= CAST($first AS DATE) THEN CAST(sum(d.fee) OVER (
                    ORDER BY d.day RANGE BETWEEN INTERVAL 29 DAY PRECEDING AND CURRENT ROW) AS BIGINT) END,
                CAST(d.n_user AS BIGINT), d.n_sponsored / nullif(d.n_user, 0), d.n_failed / nullif(d.n_user, 0),
                coalesce(nw.new, 0), coalesce(act.active, 0) - coalesce(nw.new, 0), CAST(d.stx AS BIGINT)
-        FROM d LEFT JOIN act USING (day) LEFT JOIN nw USING (day)
+        FROM d LEFT JOIN {DAILY} act USING (day) LEFT JOIN nw USING (day)
         ORDER BY d.day"""
     return [ValueDay(*r) for r in _run(conn, sql, params).fetchall()]
 
@@ -325,27 +348,33 @@ def compute_value(conn: Conn, as_of: date | None = None, period: Period | None =
         return ValueData(as_of=None, first_day=None, period=period or "week")
     as_of = min(as_of, last) if as_of else last
     period = period or ("week" if (as_of - first).days < WEEKLY_UNTIL_DAYS else "month")
-    wallets = _wallets_sql(capped=as_of < last)
     params = {
         "as_of": as_of,
+        "first": first,
         "funded_min": FUNDED_MIN_USTX,
         "active_min": ACTIVE_MIN_TX,
         "value_min": VALUE_MIN_FEE_USTX,
         "quantiles": list(QUANTILES),
+        "retention_days": list(RETENTION_DAYS),
     }
-
-    cohorts = cohort_values(conn, wallets, params, period, first)
-    days = value_days(conn, wallets, {**params, "first": first})
-    n_wallets = _run(conn, f"WITH w AS ({wallets}) SELECT count(*) FROM w", params).fetchone()
-    return ValueData(
-        as_of=as_of,
-        first_day=first,
-        period=period,
-        wallets=int(n_wallets[0]) if n_wallets else 0,
-        summary=tuple(horizon_summary(conn, wallets, params)),
-        network_fee_30d_ustx=days[-1].trailing_30_fee_ustx if days and days[-1].day == as_of else None,
-        cohorts=tuple(cohorts),
-        retention=tuple(retention_curves(conn, wallets, params)),
-        fee_histogram=tuple(fee_histogram(conn, wallets, params)),
-        days=tuple(days),
-    )
+    wallets = _wallets_sql(capped=as_of < last)
+    try:
+        for name, sql in _WORK.items():
+            _run(conn, f"CREATE OR REPLACE TEMP TABLE {name} AS {sql.format(wallets=wallets)}", params)
+        n_wallets = conn.execute("SELECT count(*) FROM value_w").fetchone()
+        days = value_days(conn, params)
+        return ValueData(
+            as_of=as_of,
+            first_day=first,
+            period=period,
+            wallets=int(n_wallets[0]) if n_wallets else 0,
+            summary=tuple(horizon_summary(conn, params)),
+            network_fee_30d_ustx=days[-1].trailing_30_fee_ustx if days and days[-1].day == as_of else None,
+            cohorts=tuple(cohort_values(conn, params, period, first)),
+            retention=tuple(retention_curves(conn, params)),
+            fee_histogram=tuple(fee_histogram(conn, params)),
+            days=tuple(days),
+        )
+    finally:
+        for name in _WORK:
+            conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
