@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import requests
-
 AlertFormat = Literal["json", "plain"]
 ALERT_FORMATS: tuple[str, ...] = ("json", "plain")
 POST_TIMEOUT_S = 10.0
@@ -158,6 +156,8 @@ class AlertSender:
             log.warning(f"alert (STX_ALERT_WEBHOOK_URL unset, log only):\n{text}")
             record["delivered"] = True
         else:
+            import requests  # here, not at the top: `stx-pipeline status` reads alerts without posting any
+
             try:
                 response = requests.post(self.webhook_url, timeout=self.timeout_s, **webhook_body(text, self.fmt))
                 response.raise_for_status()
