@@ -9,7 +9,7 @@ Stored days 2025-01-06 (Mon) .. 2025-04-15 (Tue) = as_of; only the days listed h
   01-20  A token_transfer 400,000 -> C 5 STX (C's only receipt before its activation)
   02-03 / 02-04 / 02-05  C contract_call, contract_call, smart_contract, 300,000 each
   02-20  A token_transfer 1,000,000 -> C 20 STX (after C's activation: not "funded")
-  04-01  A contract_call 2,000,000; D token_transfer 10,000 -> A 1 STX
+  04-01  A contract_call 2,000,000; D token_transfer 10,000 -> R 1 STX (R never sends: not a wallet)
   04-14  E token_transfer abort_by_post_condition 1,000 -> D 50 STX (failed: nothing moves);
          E token_transfer 1,000 -> D 2 STX SPONSORED by S (S's day 98: outside its 90-day window)
   04-15  coinbase; E contract_call 1,000; F dropped_replace_by_fee 999 (never mined: ignored)
@@ -56,7 +56,7 @@ from stx_pipeline.storage.value_aggregates import (
 )
 
 D = dt.date.fromisoformat
-A, S, B, C, D_, E, F, Z = (f"SP{c}WALLET" for c in "ASBCDEFZ")
+A, S, B, C, D_, E, F, R, Z = (f"SP{c}WALLET" for c in "ASBCDEFRZ")
 MINER = "SPMINER"
 FIRST, AS_OF = D("2025-01-06"), D("2025-04-15")
 STX = 1_000_000
@@ -73,13 +73,14 @@ def tx(
     sponsor: str | None = None,
     to: str | None = None,
     amount: int | None = None,
+    at: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """One row of stx_transactions, mined at noon UTC of `day`."""
+    """One row of stx_transactions, mined at noon UTC of `day` (or `at`), its burn block 5 minutes earlier."""
     n = next(_ids)
-    bt = dt.datetime.combine(day, dt.time(12), dt.UTC)
+    bt = at or dt.datetime.combine(day, dt.time(12), dt.UTC)
     return {
         "tx_id": f"0x{n:064x}",
-        "partition_date": day,
+        "partition_date": (bt - dt.timedelta(minutes=5)).date(),
         "block_height": 1000 + n,
         "block_hash": f"0xb{n}",
         "block_time": bt,
@@ -117,7 +118,7 @@ def history() -> dict[dt.date, list[dict[str, Any]]]:
         tx(D("2025-02-05"), C, "smart_contract", 300_000),
         tx(D("2025-02-20"), A, "token_transfer", 1_000_000, to=C, amount=20 * STX),
         tx(D("2025-04-01"), A, fee=2_000_000),
-        tx(D("2025-04-01"), D_, "token_transfer", 10_000, to=A, amount=1 * STX),
+        tx(D("2025-04-01"), D_, "token_transfer", 10_000, to=R, amount=1 * STX),
         tx(D("2025-04-14"), E, "token_transfer", 1_000, "abort_by_post_condition", to=D_, amount=50 * STX),
         tx(D("2025-04-14"), E, "token_transfer", 1_000, sponsor=S, to=D_, amount=2 * STX),
         tx(D("2025-04-15"), MINER, "coinbase"),
@@ -155,7 +156,9 @@ def value(conn: duckdb.DuckDBPyConnection) -> ValueData:
 
 
 def wallet_rows(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
-    return {r[0]: r[1:] for r in conn.execute(f"SELECT * FROM {WALLET_VALUE}").fetchall()}
+    """Per wallet: (first, last, tx_30, fee_30, fee_60, fee_90, received_by_activation)."""
+    sql = f"SELECT * EXCLUDE (last_partition) FROM {WALLET_VALUE} WHERE first_day IS NOT NULL"
+    return {r[0]: r[1:] for r in conn.execute(sql).fetchall()}
 
 
 def scratch(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
@@ -166,9 +169,7 @@ def scratch(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
     value_day = conn.execute(f"SELECT * FROM ({VALUE_DAY_SELECT.format(where='')}) ORDER BY ALL", ut).fetchall()
     conn.execute(f"CREATE OR REPLACE TEMP TABLE scratch_wd AS {VALUE_WALLET_DAY_SELECT.format(where='')}", ut)
     wallets = conn.execute(
-        "SELECT * FROM ("
-        + WALLET_VALUE_SELECT.replace(VALUE_WALLET_DAY, "scratch_wd").format(wallets="", days="")
-        + ") ORDER BY ALL"
+        "SELECT * FROM (" + WALLET_VALUE_SELECT.format(source="scratch_wd", days="") + ") ORDER BY ALL"
     ).fetchall()
     return {"wallet_day": wallet_day_rows, "value_day": value_day, "wallets": wallets}
 
@@ -197,6 +198,42 @@ def test_per_wallet_windows_charge_the_payer_and_count_receipts_up_to_activation
         "WHERE w.first_day = f.first_day"
     )
     assert conn.execute(same).fetchone()[0] == len(wallet_rows(conn))
+    assert kept(conn) == scratch(conn)
+
+
+def build_stepwise(path: Path, days: dict[dt.date, list[dict[str, Any]]], order: list[dt.date]):
+    """Each day written then refreshed alone, in `order` (a daily top-up; a backfill of older days)."""
+    conn = duckdb.connect(str(path))
+    for day in order:
+        write(conn, day, days[day])
+        refresh_stale(conn)
+    return conn
+
+
+def test_the_same_rows_whatever_the_order_and_the_steps_of_the_writes(conn, tmp_path: Path):
+    want = kept(conn)
+    assert conn.execute(
+        f"SELECT first_day, received_by_activation FROM {WALLET_VALUE} WHERE address = ?", [R]
+    ).fetchone() == (
+        None,
+        1 * STX,
+    )
+    days = history()
+    for name, order in (("forward", sorted(days)), ("backward", sorted(days, reverse=True))):
+        other = build_stepwise(tmp_path / f"{name}.duckdb", days, order)
+        assert kept(other) == want, name
+        other.close()
+
+
+def test_a_fee_paid_as_sponsor_on_the_activation_day_but_stored_in_the_day_before_counts(tmp_path: Path):
+    p0, p1 = D("2025-05-01"), D("2025-05-02")
+    spill = dt.datetime.combine(p1, dt.time(0, 0, 30), dt.UTC)  # burn block 23:55:30 on 05-01: partition 05-01
+    days = {
+        p0: [tx(p0, A, fee=700, sponsor=S, at=spill)],  # S pays 700 on block-time day 05-02, before it sends
+        p1: [tx(p1, S, fee=100)],  # S activates on 05-02
+    }
+    conn = build_stepwise(tmp_path / "spill.duckdb", days, [p0, p1])
+    assert wallet_rows(conn)[S] == (p1, p1, 1, 800, 800, 800, 0)
     assert kept(conn) == scratch(conn)
 
 

@@ -23,6 +23,7 @@ from stx_pipeline.storage.value_aggregates import (
     FEE_HORIZONS,
     TX_WINDOW,
     VALUE_DAY,
+    VALUE_WALLET_DAY,
     WALLET_VALUE,
     WALLET_VALUE_SELECT,
     value_aggregates_exist,
@@ -198,9 +199,11 @@ def _bounds(conn: Conn) -> tuple[date | None, date | None]:
 
 def _wallets_sql(capped: bool) -> str:
     """The per-wallet rows: the kept table, or recomputed from the per-day rows up to $as_of for an earlier day."""
+    # Addresses that only received or sponsored have no activation day: not wallets.
     if not capped:
-        return f"SELECT * FROM {WALLET_VALUE}"
-    return WALLET_VALUE_SELECT.format(wallets="", days="AND day <= CAST($as_of AS DATE)")
+        return f"SELECT * FROM {WALLET_VALUE} WHERE first_day IS NOT NULL"
+    rows = WALLET_VALUE_SELECT.format(source=VALUE_WALLET_DAY, days="AND day <= CAST($as_of AS DATE)")
+    return f"SELECT * FROM ({rows}) WHERE first_day IS NOT NULL"
 
 
 # Working tables of one compute_value (TEMP: allowed on a read-only connection, gone with it):

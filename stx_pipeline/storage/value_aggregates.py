@@ -11,16 +11,23 @@ table kept incrementally from them.
         every mined transaction's count and fee (system transactions included: their fees are the network's too);
         user transactions, sponsored ones, failed ones (a status other than `success`) and the µSTX moved by
         successful token transfers.
-    wallet_value          address, first_day, last_day, tx_30, fee_30, fee_60, fee_90, received_by_activation
-        per wallet that ever sent: activation day (its first active day, as `wallet_first_seen`), last active day,
-        transactions sent in days 0-29 after activation, fees paid in days 0-29 / 0-59 / 0-89, and STX received
-        by transfer on or before the activation day.
+    wallet_value          address, first_day, last_day, tx_30, fee_30, fee_60, fee_90, received_by_activation,
+                          last_partition
+        per address of agg_value_wallet_day: activation day (its first day with a sent transaction, as
+        `wallet_first_seen`; NULL for an address that only received or sponsored: not a wallet), last such day,
+        transactions sent in days 0-29 after activation, fees paid in days 0-29 / 0-59 / 0-89, µSTX received by
+        transfer on or before the activation day (every receipt so far while not activated), and the newest
+        partition holding any of its rows.
 
 `refresh_value_partitions` is called by `aggregates._refresh_chunk` inside its transaction: it replaces the
-partitions' rows of the two per-day tables and recomputes `wallet_value` for the wallets those partitions had or
-have (as sender, payer or recipient) only: every column of a wallet's row is a function of that wallet's own
-per-day rows, so no other wallet can change (a re-fetched old day can move an activation day later, and with it
-every window). A daily top-up touches the day's wallets; a build from nothing, every wallet once per chunk.
+partitions' rows of the two per-day tables and brings `wallet_value` up to date for the addresses those partitions
+had or have, and no other (every column of an address's row is a function of its own per-day rows):
+
+- an address whose rows all lie in partitions before the refreshed ones, and which the refreshed partitions did not
+  hold before (a daily top-up, a build from nothing in order), gets its new rows ADDED to its stored row: its
+  activation day cannot move earlier, so each window sum grows by the new rows inside it (no rescan);
+- any other (a re-fetched day it was in, a backfilled older day) is recomputed from all its per-day rows: a
+  re-fetched old day can move an activation day later, and with it every window.
 
 No Dagster here.
 """
@@ -52,39 +59,51 @@ CREATE_SQL = (
         n_user BIGINT NOT NULL, n_sponsored BIGINT NOT NULL, n_failed BIGINT NOT NULL,
         stx_transferred_ustx BIGINT NOT NULL)""",
     f"""CREATE TABLE IF NOT EXISTS {WALLET_VALUE} (
-        address VARCHAR NOT NULL, first_day DATE NOT NULL, last_day DATE NOT NULL, tx_30 BIGINT NOT NULL,
+        address VARCHAR NOT NULL, first_day DATE, last_day DATE, tx_30 BIGINT NOT NULL,
         fee_30 BIGINT NOT NULL, fee_60 BIGINT NOT NULL, fee_90 BIGINT NOT NULL,
-        received_by_activation BIGINT NOT NULL)""",
+        received_by_activation BIGINT NOT NULL, last_partition DATE NOT NULL)""",
 )
 
 _PAID_BY_SPONSOR = "(sponsored IS TRUE AND sponsor_address IS NOT NULL)"
 
 # One partition's rows from the raw table; `{where}` restricts the partitions (empty: the whole table, the
-# from-scratch computation the tests compare with). Each wallet role is one branch of the UNION ALL.
+# from-scratch computation the tests compare with). The sender's rows (with the fees it paid itself) and the few
+# other roles (sponsors, recipients) are grouped apart and joined: regrouping a UNION ALL of every role took twice
+# as long (bench/bench_value.py).
 VALUE_WALLET_DAY_SELECT = f"""
-    WITH t AS (
-        SELECT partition_date, {DAY_EXPR} AS day, sender_address, tx_type, tx_status, fee_ustx,
-               CASE WHEN {_PAID_BY_SPONSOR} THEN sponsor_address ELSE sender_address END AS payer,
-               {_PAID_BY_SPONSOR} AS by_sponsor, token_transfer_recipient, token_transfer_amount_ustx
+    WITH s AS (
+        SELECT partition_date, {DAY_EXPR} AS day, sender_address AS address, count(*) AS n_sent,
+               count(*) FILTER (WHERE NOT {_PAID_BY_SPONSOR}) AS n_paid,
+               coalesce(sum(fee_ustx) FILTER (WHERE NOT {_PAID_BY_SPONSOR}), 0) AS fee
         FROM {TABLE}
         WHERE list_contains($user_types, tx_type) AND {MINED_EXPR} {{where}}
-    ), roles AS (
-        SELECT partition_date, day, sender_address AS address, 1 AS n_sent, 0 AS n_paid, 0 AS n_sponsored_paid,
-               0 AS fee_paid_ustx, 0 AS n_received, 0 AS received_ustx
-        FROM t
-        UNION ALL
-        SELECT partition_date, day, payer, 0, 1, CAST(by_sponsor AS INTEGER), coalesce(fee_ustx, 0), 0, 0 FROM t
-        UNION ALL
-        SELECT partition_date, day, token_transfer_recipient, 0, 0, 0, 0, 1, coalesce(token_transfer_amount_ustx, 0)
-        FROM t
-        WHERE tx_type = 'token_transfer' AND tx_status = 'success' AND token_transfer_recipient IS NOT NULL
+        GROUP BY ALL
+    ), o AS (
+        SELECT partition_date, day, address, sum(n_sponsored) AS n_sponsored, sum(fee) AS fee,
+               sum(n_received) AS n_received, sum(received) AS received
+        FROM (
+            SELECT partition_date, {DAY_EXPR} AS day, sponsor_address AS address, count(*) AS n_sponsored,
+                   coalesce(sum(fee_ustx), 0) AS fee, 0 AS n_received, 0 AS received
+            FROM {TABLE}
+            WHERE list_contains($user_types, tx_type) AND {MINED_EXPR} AND {_PAID_BY_SPONSOR} {{where}}
+            GROUP BY ALL
+            UNION ALL
+            SELECT partition_date, {DAY_EXPR} AS day, token_transfer_recipient, 0, 0, count(*),
+                   coalesce(sum(token_transfer_amount_ustx), 0)
+            FROM {TABLE}
+            WHERE tx_type = 'token_transfer' AND tx_status = 'success' AND token_transfer_recipient IS NOT NULL
+                  {{where}}
+            GROUP BY ALL
+        )
+        GROUP BY ALL
     )
-    SELECT partition_date, day, address, CAST(sum(n_sent) AS BIGINT) AS n_sent, CAST(sum(n_paid) AS BIGINT) AS n_paid,
-           CAST(sum(n_sponsored_paid) AS BIGINT) AS n_sponsored_paid,
-           CAST(sum(fee_paid_ustx) AS BIGINT) AS fee_paid_ustx, CAST(sum(n_received) AS BIGINT) AS n_received,
-           CAST(sum(received_ustx) AS BIGINT) AS received_ustx
-    FROM roles
-    GROUP BY partition_date, day, address"""
+    SELECT partition_date, day, address, CAST(coalesce(s.n_sent, 0) AS BIGINT) AS n_sent,
+           CAST(coalesce(s.n_paid, 0) + coalesce(o.n_sponsored, 0) AS BIGINT) AS n_paid,
+           CAST(coalesce(o.n_sponsored, 0) AS BIGINT) AS n_sponsored_paid,
+           CAST(coalesce(s.fee, 0) + coalesce(o.fee, 0) AS BIGINT) AS fee_paid_ustx,
+           CAST(coalesce(o.n_received, 0) AS BIGINT) AS n_received,
+           CAST(coalesce(o.received, 0) AS BIGINT) AS received_ustx
+    FROM s FULL OUTER JOIN o USING (partition_date, day, address)"""
 
 VALUE_DAY_SELECT = f"""
     SELECT partition_date, {DAY_EXPR} AS day, count(*) AS n_mined,
@@ -99,23 +118,66 @@ VALUE_DAY_SELECT = f"""
     WHERE {MINED_EXPR} {{where}}
     GROUP BY partition_date, day"""
 
-# Per wallet from agg_value_wallet_day. `{wallets}` restricts the wallets (e.g. to those a refresh touched) and
-# `{days}` the days (e.g. `AND day <= $as_of`); both empty for every wallet over every day.
-_fee_windows = ",\n           ".join(
-    f"CAST(coalesce(sum(a.fee_paid_ustx) FILTER (WHERE a.day >= w.first_day AND a.day < w.first_day + {h}), 0)"
-    f" AS BIGINT) AS fee_{h}"
-    for h in FEE_HORIZONS
-)
+
+# Per address from `{source}`, agg_value_wallet_day or some of its rows (those of the addresses a refresh
+# recomputes), and `{days}` restricting the days (e.g. `AND day <= $as_of`; empty: every day). A NULL first_day
+# makes every window filter NULL, so a non-wallet's windows are 0 and its receipts all count.
+def _windows(rows: str, first: str) -> str:
+    """The window sums of `rows` (per-day rows) against activation day `first`, as the columns of wallet_value."""
+    fees = ", ".join(
+        f"CAST(coalesce(sum({rows}.fee_paid_ustx) FILTER (WHERE {rows}.day >= {first} AND {rows}.day < {first} + {h})"
+        f", 0) AS BIGINT) AS fee_{h}"
+        for h in FEE_HORIZONS
+    )
+    return (
+        f"CAST(coalesce(sum({rows}.n_sent) FILTER (WHERE {rows}.day < {first} + {TX_WINDOW}), 0) AS BIGINT) AS tx_30, "
+        f"{fees}, CAST(coalesce(sum({rows}.received_ustx) FILTER (WHERE {first} IS NULL OR {rows}.day <= {first}), 0)"
+        " AS BIGINT) AS received_by_activation"
+    )
+
+
 WALLET_VALUE_SELECT = f"""
-    WITH a AS (SELECT * FROM {VALUE_WALLET_DAY} WHERE TRUE {{wallets}} {{days}}),
-    w AS (SELECT address, min(day) AS first_day, max(day) AS last_day FROM a WHERE n_sent > 0 GROUP BY address)
-    SELECT w.address, w.first_day, w.last_day,
-           CAST(coalesce(sum(a.n_sent) FILTER (WHERE a.day < w.first_day + {TX_WINDOW}), 0) AS BIGINT) AS tx_30,
-           {_fee_windows},
-           CAST(coalesce(sum(a.received_ustx) FILTER (WHERE a.day <= w.first_day), 0) AS BIGINT)
-               AS received_by_activation
+    WITH a AS (SELECT * FROM {{source}} WHERE TRUE {{days}}),
+    w AS (SELECT address, min(day) FILTER (WHERE n_sent > 0) AS first_day,
+                 max(day) FILTER (WHERE n_sent > 0) AS last_day, max(partition_date) AS last_partition
+          FROM a GROUP BY address)
+    SELECT w.address, w.first_day, w.last_day, {_windows("a", "w.first_day")}, w.last_partition
     FROM w JOIN a USING (address)
-    GROUP BY w.address, w.first_day, w.last_day"""
+    GROUP BY w.address, w.first_day, w.last_day, w.last_partition"""
+
+# The added path: `value_add` holds the refreshed partitions' rows of addresses whose stored rows all lie before
+# them. Their new rows are on or after the refreshed partitions' first day and their stored activity no later than
+# the day after their last partition (a block-time day spills at most one day past its partition), so the stored
+# activation day, if any, stays; an address activating now takes its first new sending day. Receipts: a stored
+# wallet's stay as they are (plus new ones on its activation day); a non-wallet's all lie on or before any new one.
+# One stored row can fall inside a new activation's fee windows: a non-wallet's fee paid (as a sponsor) on day $lo,
+# stored in partition $lo - 1 (`spill`).
+WALLET_VALUE_ADD = f"""
+    WITH spill AS (
+        SELECT address, day, fee_paid_ustx FROM {VALUE_WALLET_DAY}
+        WHERE partition_date = CAST($lo AS DATE) - 1 AND day >= CAST($lo AS DATE) AND fee_paid_ustx <> 0
+          AND address IN (SELECT address FROM value_add)),
+    f AS (
+        SELECT n.address, coalesce(any_value(o.first_day), min(n.day) FILTER (WHERE n.n_sent > 0)) AS first_day
+        FROM value_add n LEFT JOIN {WALLET_VALUE} o USING (address) GROUP BY n.address),
+    s AS (
+        SELECT f.address, f.first_day, max(n.day) FILTER (WHERE n.n_sent > 0) AS last_day,
+               max(n.partition_date) AS last_partition, {_windows("n", "f.first_day")}
+        FROM value_add n JOIN f USING (address) GROUP BY f.address, f.first_day)
+    SELECT s.address, s.first_day, greatest(o.last_day, s.last_day),
+           coalesce(o.tx_30, 0) + s.tx_30,
+           {", ".join(f"coalesce(o.fee_{h}, 0) + s.fee_{h} + coalesce(p.fee_{h}, 0)" for h in FEE_HORIZONS)},
+           coalesce(o.received_by_activation, 0) + s.received_by_activation,
+           greatest(o.last_partition, s.last_partition)
+    FROM s LEFT JOIN {WALLET_VALUE} o USING (address)
+    LEFT JOIN (
+        SELECT spill.address, {
+    ", ".join(f"sum(spill.fee_paid_ustx) FILTER (WHERE spill.day < f.first_day + {h}) AS fee_{h}" for h in FEE_HORIZONS)
+}
+        FROM spill JOIN f USING (address) JOIN {WALLET_VALUE} so USING (address)
+        WHERE so.first_day IS NULL AND spill.day >= f.first_day
+        GROUP BY spill.address
+    ) p USING (address)"""
 
 
 def ensure_value_aggregates(conn: duckdb.DuckDBPyConnection) -> None:
@@ -161,15 +223,34 @@ def refresh_value_partitions(conn: duckdb.DuckDBPyConnection, days: list[dt.date
     user_types = {"user_types": list(USER_TX_TYPES), **bounds}
     conn.execute(f"INSERT INTO {VALUE_WALLET_DAY} {VALUE_WALLET_DAY_SELECT.format(where='AND ' + in_days)}", user_types)
     conn.execute(f"INSERT INTO {VALUE_DAY} {VALUE_DAY_SELECT.format(where='AND ' + in_days)}", user_types)
+    # New rows of addresses with nothing stored in or after the refreshed partitions: added to their stored row.
     conn.execute(
-        f"INSERT INTO value_touched SELECT DISTINCT address FROM {VALUE_WALLET_DAY} WHERE {in_days} "
-        "EXCEPT SELECT address FROM value_touched",
+        f"""CREATE OR REPLACE TEMP TABLE value_add AS
+            SELECT n.* FROM {VALUE_WALLET_DAY} n
+            WHERE {in_days.replace("partition_date", "n.partition_date")}
+              AND n.address NOT IN (SELECT address FROM value_touched)
+              AND NOT EXISTS (SELECT 1 FROM {WALLET_VALUE} o
+                              WHERE o.address = n.address AND o.last_partition >= CAST($lo AS DATE))""",
         bounds,
     )
-    conn.execute(f"DELETE FROM {WALLET_VALUE} WHERE address IN (SELECT address FROM value_touched)")
     conn.execute(
-        f"INSERT INTO {WALLET_VALUE} "
-        + WALLET_VALUE_SELECT.format(wallets="AND address IN (SELECT address FROM value_touched)", days="")
+        f"INSERT INTO value_touched SELECT DISTINCT address FROM {VALUE_WALLET_DAY} WHERE {in_days} "
+        "EXCEPT SELECT address FROM value_add EXCEPT SELECT address FROM value_touched",
+        bounds,
     )
-    for name in ("value_days", "value_touched"):
-        conn.execute(f"DROP TABLE temp.{name}")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE value_added AS {WALLET_VALUE_ADD}", {"lo": bounds["lo"]})
+    conn.execute(
+        f"DELETE FROM {WALLET_VALUE} WHERE address IN (SELECT address FROM value_touched) "
+        "OR address IN (SELECT address FROM value_added)"
+    )
+    conn.execute(f"INSERT INTO {WALLET_VALUE} SELECT * FROM value_added")
+    # The others from all their rows, read once (a filter inside WALLET_VALUE_SELECT's CTE ran for each of its two
+    # reads); a top-up of a new day has none and skips the scan.
+    if conn.execute("SELECT count(*) FROM value_touched").fetchone()[0]:
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE value_rows AS SELECT * FROM {VALUE_WALLET_DAY} "
+            "WHERE address IN (SELECT address FROM value_touched)"
+        )
+        conn.execute(f"INSERT INTO {WALLET_VALUE} " + WALLET_VALUE_SELECT.format(source="value_rows", days=""))
+    for name in ("value_days", "value_touched", "value_add", "value_added", "value_rows"):
+        conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
