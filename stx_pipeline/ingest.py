@@ -156,6 +156,12 @@ def _open_error(path: str, exc: BaseException) -> str:
     )
 
 
+def read_back(conn: duckdb.DuckDBPyConnection, result: IngestResult) -> None:
+    """The run's checks: rows stored per day, and tx_ids stored twice over the run's days and their reorg reach."""
+    result.stored = day_counts(conn, result.days)
+    result.duplicates = duplicate_tx_ids(conn, result.days)
+
+
 def ingest_days(
     days: list[dt.date], client: HiroClient, fetcher: DayFetcher, storage: Storage, log: Logger
 ) -> IngestResult:
@@ -190,7 +196,12 @@ def ingest_days(
                 store_day(
                     conn, day, fetched.table, conflict_timeout_s=storage.write_conflict_timeout_s, listing=listing
                 )
-            write_s = time.monotonic() - write_started
+                write_s = time.monotonic() - write_started
+                if day == days[-1] and not result.failures:
+                    # The run's last day, every day written (days come in order): the checks read back on this
+                    # connection, not a new one — an open and a close less between this run's last request and
+                    # the next run's first.
+                    read_back(conn, result)
             result.api_totals[day] = fetched.total
             if result.first_burn_block_time is None:
                 result.first_burn_block_time = fetched.first_burn_block_time
@@ -213,9 +224,5 @@ def ingest_days(
     result.stats = client.stats.snapshot()
     result.api_strategy = fetcher.active
     result.switched_to_v3 = fetcher.switched_to_v3
-    if not result.failures:
-        with write_connection(storage) as conn:
-            result.stored = day_counts(conn, days)
-            result.duplicates = duplicate_tx_ids(conn, days)  # the run's days and their reorg reach
     result.seconds = time.monotonic() - started
     return result
