@@ -2,14 +2,17 @@
 
     .venv/bin/python bench/bench_history.py                       # 50,000,000 rows over 2,150 days
     .venv/bin/python bench/bench_history.py --rows 10000000 --rows 20000000
+    .venv/bin/python bench/bench_history.py --raw-db /tmp/raw50m.duckdb   # generate once, reuse on later runs
 
 Rows come from bench_dashboard.py's DuckDB SQL generator (the raw table only, as an old database would be).
 Each step runs in a fresh child process, so its peak RSS is its own:
 
   1. record    the ingest record made from the raw rows (the migration an old database gets on its next write)
-  2. scratch   `build_dashboard_from_path` from nothing: every day's aggregates built, then the page
+  2. scratch   `build_dashboard_from_path` from nothing: every day's aggregates built, then the page (the
+               refresh and the page are also timed apart: `refresh_s`, then `page_s` over fresh aggregates)
   3. replace   `replace_day` of one old day re-fetched with changed content (a 20,000-row day), 5 times: its rate
-  4. topup     the dashboard after that re-fetch (only the stale day's aggregates rebuilt, then the page)
+  4. topup     the dashboard after that re-fetch (only the stale day's aggregates rebuilt, then the page; also
+               `refresh_s` and `page_s` apart)
   5. status    `build_report` with no instance, and with a DAGSTER_HOME holding an instance but no webserver
   6. checks    the run's tx_id check (5 days and their reach) vs the whole-table audit
 
@@ -22,6 +25,7 @@ import argparse
 import datetime as dt
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,6 +64,16 @@ def step(name: str, db: str, out: str) -> dict[str, float]:
             conn.execute("COMMIT")
     elif name in ("scratch", "topup"):
         build_dashboard_from_path(db, out)
+    elif name in ("scratch_split", "topup_split"):
+        from stx_pipeline.storage.aggregates import refresh_stale
+
+        with duckdb.connect(db) as conn:
+            s = time.perf_counter()
+            result["refreshed_days"] = len(refresh_stale(conn))
+            result["refresh_s"] = time.perf_counter() - s
+        s = time.perf_counter()
+        build_dashboard_from_path(db, out)  # the aggregates are fresh: the page alone
+        result["page_s"] = time.perf_counter() - s
     elif name == "replace":
         with duckdb.connect(db) as conn:
             conn.execute("SET threads = 1")  # as ingest.write_connection
@@ -113,12 +127,18 @@ def status_seconds(db: Path, env_extra: dict[str, str], *args: str) -> float:
     return sorted(times)[1]
 
 
-def run(rows: int, days: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="stx-history-") as tmp:
+def run(rows: int, days: int, raw_db: Path | None = None, split: bool = False) -> None:
+    with tempfile.TemporaryDirectory(prefix="stx-history-", dir=raw_db.parent if raw_db else None) as tmp:
         db, out = Path(tmp) / "h.duckdb", Path(tmp) / "site"
-        gen_s = generate(db, rows, days, START)
-        print(f"rows={rows:,} days={days}: generated in {gen_s:.0f}s", flush=True)
-        for name in ("record", "scratch", "replace", "topup", "checks"):
+        if raw_db is not None and raw_db.exists():
+            print(f"rows={rows:,} days={days}: raw table copied from {raw_db} (generated earlier)", flush=True)
+        else:
+            gen_s = generate(raw_db or db, rows, days, START)
+            print(f"rows={rows:,} days={days}: generated in {gen_s:.0f}s", flush=True)
+        if raw_db is not None:
+            shutil.copyfile(raw_db, db)
+        suffix = "_split" if split else ""
+        for name in ("record", f"scratch{suffix}", "replace", f"topup{suffix}", "checks"):
             r = child(name, db, out)
             print(f"  {name:8} " + "  ".join(f"{k}={v:,.3f}" for k, v in r.items()), flush=True)
         home = Path(tmp) / "home"
@@ -135,13 +155,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, action="append", help="rows to generate (repeatable)")
     parser.add_argument("--days", type=int, default=2150)
+    parser.add_argument("--raw-db", type=Path, help="raw-only database to copy (generated into it when missing)")
+    parser.add_argument(
+        "--split", action="store_true", help="time the aggregates' refresh and the page apart (scratch, topup)"
+    )
     parser.add_argument("--step", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step:
         print(json.dumps(step(*args.step)))
         return
     for rows in args.rows or [50_000_000]:
-        run(rows, args.days)
+        run(rows, args.days, args.raw_db, args.split)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from stx_pipeline.storage.aggregates import (
     TYPE_DAY_SELECT,
     WALLET_DAY,
     WALLET_DAY_SELECT,
+    refresh_days,
     refresh_stale,
     stale_days,
 )
@@ -193,7 +194,10 @@ def test_a_refetched_old_day_moves_cohorts_in_weeks_it_did_not_touch(tmp_path: P
     days = [D0 + dt.timedelta(days=i) for i in range(21)]  # 2025-03-01 (Sat) .. 03-21
     for i, day in enumerate(days):
         replace_day(conn, day, day_rows(conn, day, 20, 3 + i, wallets=9))
-    refresh_stale(conn)
+    limit = conn.execute("SELECT current_setting('memory_limit')").fetchone()
+    # Built in chunks of 4 days (a history from nothing, in small): chunk boundaries change nothing.
+    assert refresh_days(conn, stale_days(conn), chunk_days=4) == days
+    assert conn.execute("SELECT current_setting('memory_limit')").fetchone() == limit  # the caller's, restored
     assert kept(conn) == scratch(conn)
     before = dict(kept(conn)["first"])
     cells_before = kept(conn)["cohorts"]

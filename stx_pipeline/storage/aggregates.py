@@ -104,6 +104,8 @@ def stale_days(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
 # keeping the number of first-seen updates small (each costs ~0.5-1 s of fixed work over wallet_first_seen; 64-day
 # chunks made a 2,150-day build from nothing take 30 s at 2M rows, most of it in those updates).
 CHUNK_DAYS = 365
+# DuckDB's memory limit while building many chunks (issue 13's goal: a history from nothing in < 2 GiB).
+BUILD_MEMORY_LIMIT = "1200MB"
 
 
 def refresh_days(
@@ -113,8 +115,25 @@ def refresh_days(
     partition whole or not at all), and move the first-seen dates of the wallets they had or have. Returns the
     days in order."""
     done = sorted(set(days) | set(_migrate_activity(conn)))
-    for i in range(0, len(done), chunk_days):
-        _refresh_chunk(conn, done[i : i + chunk_days])
+    if len(done) <= chunk_days:
+        if done:
+            _refresh_chunk(conn, done)
+        return done
+    # A build over many chunks (a history from nothing) runs under a memory bound: DuckDB spills its sorts and
+    # aggregates to disk rather than growing with the chunk (the caller's own limit is restored afterwards).
+    previous = conn.execute("SELECT current_setting('memory_limit')").fetchone()
+    conn.execute(f"SET memory_limit = '{BUILD_MEMORY_LIMIT}'")
+    try:
+        for i in range(0, len(done), chunk_days):
+            _refresh_chunk(conn, done[i : i + chunk_days])
+    finally:
+        # The setting reads back rounded ('18.8 GiB' sets 18.7): the default is RESET, not re-set.
+        with duckdb.connect() as fresh:
+            default = fresh.execute("SELECT current_setting('memory_limit')").fetchone()
+        if previous is None or previous == default:
+            conn.execute("RESET memory_limit")
+        else:
+            conn.execute(f"SET memory_limit = '{previous[0]}'")
     return done
 
 
@@ -165,7 +184,10 @@ def _refresh_chunk(conn: duckdb.DuckDBPyConnection, days: list[dt.date]) -> None
         for table in (WALLET_DAY, TYPE_DAY, BUILT):
             conn.execute(f"DELETE FROM {table} WHERE {in_chunk}", bounds)
         conn.execute(
-            f"INSERT INTO {WALLET_DAY} {WALLET_DAY_SELECT.format(where='AND ' + in_chunk)}",
+            # Ordered by day: row groups then hold few days each, so the page's trailing-window reads and the
+            # activity refresh's day ranges skip the rest of the history (zone maps on `day`).
+            f"INSERT INTO {WALLET_DAY} SELECT * FROM ({WALLET_DAY_SELECT.format(where='AND ' + in_chunk)}) "
+            "ORDER BY day",
             {"user_types": list(USER_TX_TYPES), **bounds},
         )
         conn.execute(f"INSERT INTO {TYPE_DAY} {TYPE_DAY_SELECT.format(where='WHERE ' + in_chunk)}", bounds)
