@@ -169,8 +169,10 @@ def set_pipeline_env(work: Path, url: str, rpm: float | None, days_per_run: int)
 
 
 def dagster_in_process(work: Path, url: str, days: list[dt.date], rpm: float | None, days_per_run: int) -> dict:
-    """dg.materialize of the range in batches of `days_per_run`, as `backfill --in-process` and the daemon's
-    multi-run policy cut it, recorded in a temporary instance."""
+    """The range in batches of `days_per_run` as `stx-pipeline backfill --in-process` runs it
+    (operations/backfill.py `run_in_process`: the code location's job resolved once, `execute_in_process` per
+    batch with the range tags the daemon's multi-run policy sets), recorded in a temporary instance from the
+    project's dagster.yaml."""
     from stx_pipeline.devtools.dagster_env import make_dagster_home
 
     home = make_dagster_home(work)
@@ -179,26 +181,23 @@ def dagster_in_process(work: Path, url: str, days: list[dt.date], rpm: float | N
     (work / "data").mkdir(parents=True, exist_ok=True)
     import dagster as dg
 
-    from stx_pipeline.days import ASSET_NAME, range_tags
-    from stx_pipeline.definitions import defs
-    from stx_pipeline.resources import resources_from_env
+    from stx_pipeline.assets.transactions import ASSET_KEY
+    from stx_pipeline.days import range_tags
+    from stx_pipeline.definitions import build_definitions
     from stx_pipeline.settings import Settings
 
-    stx_transactions = defs().get_assets_def(ASSET_NAME)  # as the code location builds it
-
-    resources = resources_from_env(Settings.from_env())
     batches = [days[i : i + days_per_run] for i in range(0, len(days), days_per_run)]
     per_run: list[dict[str, Any]] = []
     with dg.DagsterInstance.get() as instance:
-        # The clock starts with the instance open: opening it is the process's start-up, paid once by a
+        job = build_definitions(Settings.from_env()).resolve_implicit_global_asset_job_def()
+        # The clock starts with the instance open and the job built: the process's start-up, paid once by a
         # `backfill --in-process` and by the daemon before any run (a run worker's start-up: see `share`).
         started = time.monotonic()
         for batch in batches:
             t0 = time.monotonic()
-            result = dg.materialize(
-                [stx_transactions],
+            result = job.execute_in_process(
                 instance=instance,
-                resources=resources,
+                asset_selection=[ASSET_KEY],
                 tags={**range_tags(batch[0], batch[-1]), "stx-pipeline/launched-by": "bench"},
                 raise_on_error=False,
             )
