@@ -5,7 +5,8 @@ NUL-separated JSON): no extra dependency, and console errors come typed (`Runtim
 "error", `Runtime.exceptionThrown`, `Log.entryAdded` level "error") instead of being guessed from log text.
 
 Skipped when Chromium is missing, unless STX_REQUIRE_BROWSER=1 (CI), which turns that into a failure.
-The screenshot of the realistic page goes to test-artifacts/wallet-dashboard.png.
+The screenshots of the realistic pages go to test-artifacts/; with STX_UPDATE_SCREENSHOTS=1 also to docs/img/
+(the README shows those).
 """
 
 from __future__ import annotations
@@ -28,22 +29,27 @@ import duckdb
 import pytest
 
 from stx_pipeline.dashboard import build_dashboard_from_path
+from stx_pipeline.dashboard.files import PLOTLY_JS
 from stx_pipeline.days import day_window
 from stx_pipeline.hiro import records_to_table
 from stx_pipeline.simulator import ChainConfig, SyntheticChain
 from stx_pipeline.simulator.catalog import HOSTILE_CONTRACT_NAME, HOSTILE_FUNCTION_NAME
 from stx_pipeline.storage import replace_day
 from stx_pipeline_tests.conftest import PROJECT_ROOT
-from stx_pipeline_tests.test_dashboard_page import CHART_IDS
+from stx_pipeline_tests.test_dashboard_page import CHART_IDS, VALUE_CHART_IDS, page_weight
 
 pytestmark = pytest.mark.slow  # a headless browser
 
 REQUIRE_BROWSER = os.environ.get("STX_REQUIRE_BROWSER") == "1"
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+DOCS_IMG = PROJECT_ROOT / "docs" / "img"
+UPDATE_SCREENSHOTS = os.environ.get("STX_UPDATE_SCREENSHOTS") == "1"
 WIDTH = 1400
-# A realistic page: 45 days of the simulator's chain at ~3,000 transactions a day (~135,000 rows).
-REALISTIC_DAYS = 45
-REALISTIC_TXS_PER_DAY = 3000
+# Realistic pages: 100 days of the simulator's chain at ~1,000 transactions a day (~100,000 rows): long enough for
+# every card of both pages (DAU / MAU from day 30, 90-day fee value from day 90).
+REALISTIC_DAYS = 100
+REALISTIC_TXS_PER_DAY = 1000
+PAGE_CHARTS = {"index.html": CHART_IDS, "value.html": VALUE_CHART_IDS}
 LAST_DAY = dt.date(2025, 3, 16)
 BUILT_AT = dt.datetime(2025, 3, 17, 6, 30, tzinfo=dt.UTC)
 
@@ -205,7 +211,7 @@ def set_viewport(client: DevTools, height: int) -> None:
     client.call("Emulation.setDeviceMetricsOverride", metrics)
 
 
-def open_page(client: DevTools, page: Path, height: int = 900) -> None:
+def open_page(client: DevTools, page: Path, height: int = 900, charts: tuple[str, ...] = CHART_IDS) -> None:
     client.call(
         "Emulation.setDeviceMetricsOverride",
         {"width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": False},
@@ -215,12 +221,12 @@ def open_page(client: DevTools, page: Path, height: int = 900) -> None:
     client.wait_for("Page.loadEventFired")
     # Plotly draws synchronously on load; give late errors (e.g. from resize handlers) a moment to surface.
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and drawn_charts(client) != sorted(CHART_IDS):
+    while time.monotonic() < deadline and drawn_charts(client, charts) != sorted(charts):
         time.sleep(0.2)
 
 
-def drawn_charts(client: DevTools) -> list[str]:
-    ids = json.dumps(list(CHART_IDS))
+def drawn_charts(client: DevTools, charts: tuple[str, ...] = CHART_IDS) -> list[str]:
+    ids = json.dumps(list(charts))
     return sorted(client.evaluate(f"{ids}.filter(id => document.querySelector('#' + id + ' svg.main-svg'))"))
 
 
@@ -254,19 +260,40 @@ def realistic_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_dashboard_from_path(root / "stx.duckdb", root / "public", built_at=BUILT_AT).path
 
 
-def test_realistic_page_draws_every_chart_without_errors(devtools: DevTools, realistic_site: Path) -> None:
-    open_page(devtools, realistic_site)
-    assert drawn_charts(devtools) == sorted(CHART_IDS)
+# Every card of a page: a chart without a drawing, a "no data" message, or a headline figure shown as a dash.
+EMPTY_CARDS = """[
+  ...Array.from(document.querySelectorAll('.chart')).filter(el => !el.querySelector('svg.main-svg')
+      || !(el.data || []).some(t => ['x', 'y', 'z'].some(k => (t[k] || []).some(v => v !== null)))).map(el => el.id),
+  ...Array.from(document.querySelectorAll('.no-data')).map(el => 'no-data: ' + el.textContent),
+  ...Array.from(document.querySelectorAll('.kpi')).filter(el => el.querySelector('.value').textContent.trim()
+      .startsWith('\u2013')).map(el => 'kpi: ' + el.querySelector('.label').textContent)
+]"""
+
+
+@pytest.mark.parametrize("page_name", ["index.html", "value.html"])
+def test_realistic_page_draws_every_card_without_errors(
+    devtools: DevTools, realistic_site: Path, page_name: str
+) -> None:
+    page = realistic_site.parent / page_name
+    charts = PAGE_CHARTS[page_name]
+    open_page(devtools, page, charts=charts)
+    assert drawn_charts(devtools, charts) == sorted(charts)
     assert devtools.problems() == []
-    # Every trace got data: a drawn but empty chart would still have an svg.
-    empty = devtools.evaluate(
-        f"{json.dumps(list(CHART_IDS))}.filter(id => !(document.getElementById(id).data || []).length)"
-    )
-    assert empty == []
-    height = screenshot(devtools, ARTIFACTS / "wallet-dashboard.png")
-    assert height > 1500
-    assert (ARTIFACTS / "wallet-dashboard.png").stat().st_size > 50_000
+    assert devtools.evaluate(EMPTY_CARDS) == []
+    # The shared navigation leads to the other page, and the banner for a missing library stays hidden.
+    assert devtools.evaluate(
+        "Array.from(document.querySelectorAll('nav.pages a')).map(a => a.getAttribute('href'))"
+    ) == [other for other in PAGE_CHARTS if other != page_name]
+    assert devtools.evaluate("getComputedStyle(document.getElementById('library-missing')).display") == "none"
+    assert page_weight(page) < 2_000_000
+    shot = ARTIFACTS / f"wallet-{page.stem}.png"
+    height = screenshot(devtools, shot)
+    assert height > 2000
+    assert shot.stat().st_size > 50_000
     assert devtools.problems() == []
+    if UPDATE_SCREENSHOTS:
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS_IMG / f"dashboard-{page.stem}.png")
 
 
 def test_hostile_strings_stay_text_in_the_browser(devtools: DevTools, tmp_path: Path) -> None:
@@ -286,15 +313,24 @@ def test_hostile_strings_stay_text_in_the_browser(devtools: DevTools, tmp_path: 
 
 
 def test_missing_chart_library_is_reported(devtools: DevTools, tmp_path: Path) -> None:
-    """The console checks above can fail: a page whose plotly.min.js is gone yields a browser error."""
+    """The console checks above can fail: a page whose chart library is gone yields a browser error, and the page
+    says so in its banner and in every chart card instead of leaving them blank."""
     chain = SyntheticChain(ChainConfig(seed=3, txs_per_day=400))
     fill(tmp_path / "stx.duckdb", chain, [LAST_DAY])
     page = build_dashboard_from_path(tmp_path / "stx.duckdb", tmp_path / "public", built_at=BUILT_AT).path
-    (page.parent / "assets" / "plotly.min.js").unlink()
+    (page.parent / "assets" / PLOTLY_JS).unlink()
     client = devtools
-    set_viewport(client, 900)
-    client.call("Page.navigate", {"url": page.resolve().as_uri()})
-    client.wait_for("Page.loadEventFired")
-    time.sleep(0.3)
-    assert drawn_charts(client) == []
-    assert any("plotly.min.js" in p or "ERR_FILE_NOT_FOUND" in p for p in client.problems()), client.problems()
+    for name, charts in PAGE_CHARTS.items():
+        set_viewport(client, 900)
+        client.events.clear()
+        client.call("Page.navigate", {"url": (page.parent / name).resolve().as_uri()})
+        client.wait_for("Page.loadEventFired")
+        time.sleep(0.3)
+        assert drawn_charts(client, charts) == []
+        assert any(PLOTLY_JS in p or "ERR_FILE_NOT_FOUND" in p for p in client.problems()), client.problems()
+        banner = client.evaluate("document.getElementById('library-missing').innerText")
+        assert "Charts cannot be drawn" in banner and f"assets/{PLOTLY_JS}" in banner
+        assert client.evaluate("getComputedStyle(document.getElementById('library-missing')).display") != "none"
+        messages = client.evaluate("Array.from(document.querySelectorAll('.chart')).map(el => el.innerText)")
+        assert len(messages) == len(charts)
+        assert set(messages) == {"Chart not drawn: the chart library (assets/) is missing."}

@@ -2,7 +2,7 @@
 
 from stx_pipeline.dashboard import build_dashboard_from_path, write_dashboard
 result = build_dashboard_from_path("data/wallet_metrics.duckdb", "public/wallet")  # read-only, lock retry
-result = write_dashboard(conn, Path("site"))  # site/index.html + site/assets/plotly.min.js
+result = write_dashboard(conn, Path("site"))  # site/index.html, site/value.html + site/assets/plotly-cartesian.min.js
 """
 
 from stx_pipeline.dashboard.build import (

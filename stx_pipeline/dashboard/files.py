@@ -42,7 +42,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> int:
 
 
 def ensure_plotly(assets_dir: Path) -> Path:
-    """Copy plotly.min.js into assets_dir unless an identical copy is already there."""
+    """Copy the vendored plotly.js bundle into assets_dir unless an identical copy is already there."""
     source = plotly_js_source()
     target = assets_dir / PLOTLY_JS
     assets_dir.mkdir(parents=True, exist_ok=True)
