@@ -171,7 +171,12 @@ def derive_cohorts(
                 GROUP BY ALL""",
             {"lo": bounds[0], "hi": bounds[1]},
         )
-    # The moved cohorts' other weeks: only their wallets' rows are read (a scan of the address column).
+    # The moved cohorts' other weeks: only their wallets' rows are read (a scan of the address column), and only
+    # when a wallet moved to another week (a daily top-up moves none).
+    moved = conn.execute(f"SELECT count(*) FROM {cohorts}").fetchone()
+    if moved is None or moved[0] == 0:
+        conn.execute("DROP TABLE IF EXISTS temp.act_weeks")
+        return
     conn.execute(
         f"""INSERT INTO {target}
             WITH members AS (
