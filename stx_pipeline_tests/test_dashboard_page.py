@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -262,21 +264,77 @@ const drawn = {};
 const div = (id) => ({ id: id, appendChild() {}, style: {} });
 global.document = { getElementById: (id) => id === "stx-data" ? { textContent: json } : div(id),
                     createElement: () => ({}), querySelectorAll: () => [] };
-global.Plotly = { newPlot: (el, traces) => { drawn[el.id] = traces.length; } };
+global.Plotly = { newPlot: (el, traces, layout, config) => { drawn[el.id] = { traces, layout, config }; } };
 eval(code);
 console.log(JSON.stringify(drawn));
 """
 
 
+def run_chart_script(page: Path, tmp_path: Path) -> dict[str, Any]:
+    """Every Plotly.newPlot call of the page's script: {chart id: {traces, layout, config}}."""
+    harness = tmp_path / "harness.js"
+    harness.write_text(_NODE_HARNESS)
+    out = subprocess.run(["node", str(harness), str(page)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 @pytest.mark.slow  # starts a process: node
 def test_chart_script_draws_every_chart(site: DashboardResult, tmp_path: Path) -> None:
-    harness = tmp_path / "harness.js"
-    harness.write_text(_NODE_HARNESS)
-    out = subprocess.run(["node", str(harness), str(site.path)], capture_output=True, text=True, check=True)
-    drawn = json.loads(out.stdout)
+    drawn = run_chart_script(site.path, tmp_path)
     assert sorted(drawn) == sorted(CHART_IDS)
-    assert all(n >= 1 for n in drawn.values())
+    assert all(len(d["traces"]) >= 1 for d in drawn.values())
+
+
+def _round_step(step: float) -> bool:
+    """1, 2, 2.5 or 5 times a power of ten."""
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    return any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5))
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.slow  # starts a process: node
+def test_chart_layouts_fix_the_reported_defects(site: DashboardResult, tmp_path: Path) -> None:
+    drawn = run_chart_script(site.path, tmp_path)
+    # No mode bar over any chart.
+    assert {d["config"]["displayModeBar"] for d in drawn.values()} == {False}
+    # Weekly ticks on the Mondays the bars stand for, a whole number of weeks apart.
+    weekly = drawn["chart-weekly-wallets"]
+    xaxis = weekly["layout"]["xaxis"]
+    assert date.fromisoformat(xaxis["tick0"]).isoweekday() == 1 and xaxis["dtick"] % (7 * 86_400_000) == 0
+    assert all(date.fromisoformat(x).isoweekday() == 1 for x in weekly["traces"][0]["x"])
+    # Months as two-line category labels (no rotation into the axis title), no axis title.
+    monthly = drawn["chart-monthly-wallets"]
+    assert monthly["traces"][0]["x"] == ["Mar<br>2025", "Apr<br>2025"]
+    assert monthly["layout"]["xaxis"]["type"] == "category" and "title" not in monthly["layout"]["xaxis"]
+    # Dual-axis charts: both axes 4 round steps from 0.
+    for chart in ("chart-dau-mau", "chart-fees"):
+        layout = drawn[chart]["layout"]
+        for axis in ("yaxis", "yaxis2"):
+            step = layout[axis]["dtick"]
+            assert _round_step(step) and layout[axis]["range"] == [0, pytest.approx(4 * step)], (chart, axis)
+    # Fixed colours per type; system types hidden by default, user types shown.
+    types = {t["name"]: t for t in drawn["chart-tx-type"]["traces"]}
+    assert types["token_transfer"]["marker"]["color"] == "#5546ff"
+    assert types["contract_call"]["marker"]["color"] == "#f28e2b"
+    assert types["coinbase (system)"]["visible"] == "legendonly"
+    assert types["token_transfer"]["visible"] is True
+    statuses = {t["name"]: t["marker"]["color"] for t in drawn["chart-tx-status"]["traces"]}
+    assert statuses["success"] == "#59a14f" and statuses["abort_by_post_condition"] == "#e15759"
+    # Cohort heatmap from week 1, values in discrete bands (z is a band index + 0.5).
+    heat = drawn["chart-cohorts"]["traces"][0]
+    assert heat["x"][0] == 1
+    assert {z % 1 for row in heat["z"] for z in row if z is not None} == {0.5}
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.slow  # starts a process: node
+def test_value_chart_script_draws_every_chart(value_site: Path, tmp_path: Path) -> None:
+    drawn = run_chart_script(value_site / "value.html", tmp_path)
+    assert sorted(drawn) == sorted(VALUE_CHART_IDS)
+    assert all(len(d["traces"]) >= 1 for d in drawn.values())
+    curves = {t["name"]: t["y"] for t in drawn["chart-retention-curves"]["traces"]}
+    assert curves["All (blended)"][0] is not None
 
 
 # The page in a real browser (charts drawn, console clean, screenshot): test_dashboard_browser.py.
