@@ -74,6 +74,12 @@ def step(name: str, db: str, out: str) -> dict[str, float]:
         s = time.perf_counter()
         build_dashboard_from_path(db, out)  # the aggregates are fresh: the page alone
         result["page_s"] = time.perf_counter() - s
+        from stx_pipeline.dashboard import compute_all
+
+        with duckdb.connect(db, read_only=True) as conn:
+            s = time.perf_counter()
+            compute_all(conn)  # the wallet metrics alone (index.html's figures), without rendering or other pages
+            result["metrics_s"] = time.perf_counter() - s
     elif name == "replace":
         with duckdb.connect(db) as conn:
             conn.execute("SET threads = 1")  # as ingest.write_connection
