@@ -150,6 +150,7 @@ WALLET_VALUE_SELECT = f"""
 # the day after their last partition (a block-time day spills at most one day past its partition), so the stored
 # activation day, if any, stays; an address activating now takes its first new sending day. Receipts: a stored
 # wallet's stay as they are (plus new ones on its activation day); a non-wallet's all lie on or before any new one.
+# `value_old` holds their stored rows (read once: joining wallet_value itself scanned it for each join).
 # One stored row can fall inside a new activation's fee windows: a non-wallet's fee paid (as a sponsor) on day $lo,
 # stored in partition $lo - 1 (`spill`).
 WALLET_VALUE_ADD = f"""
@@ -159,7 +160,7 @@ WALLET_VALUE_ADD = f"""
           AND address IN (SELECT address FROM value_add)),
     f AS (
         SELECT n.address, coalesce(any_value(o.first_day), min(n.day) FILTER (WHERE n.n_sent > 0)) AS first_day
-        FROM value_add n LEFT JOIN {WALLET_VALUE} o USING (address) GROUP BY n.address),
+        FROM value_add n LEFT JOIN value_old o USING (address) GROUP BY n.address),
     s AS (
         SELECT f.address, f.first_day, max(n.day) FILTER (WHERE n.n_sent > 0) AS last_day,
                max(n.partition_date) AS last_partition, {_windows("n", "f.first_day")}
@@ -169,12 +170,12 @@ WALLET_VALUE_ADD = f"""
            {", ".join(f"coalesce(o.fee_{h}, 0) + s.fee_{h} + coalesce(p.fee_{h}, 0)" for h in FEE_HORIZONS)},
            coalesce(o.received_by_activation, 0) + s.received_by_activation,
            greatest(o.last_partition, s.last_partition)
-    FROM s LEFT JOIN {WALLET_VALUE} o USING (address)
+    FROM s LEFT JOIN value_old o USING (address)
     LEFT JOIN (
         SELECT spill.address, {
     ", ".join(f"sum(spill.fee_paid_ustx) FILTER (WHERE spill.day < f.first_day + {h}) AS fee_{h}" for h in FEE_HORIZONS)
 }
-        FROM spill JOIN f USING (address) JOIN {WALLET_VALUE} so USING (address)
+        FROM spill JOIN f USING (address) JOIN value_old so USING (address)
         WHERE so.first_day IS NULL AND spill.day >= f.first_day
         GROUP BY spill.address
     ) p USING (address)"""
@@ -238,11 +239,16 @@ def refresh_value_partitions(conn: duckdb.DuckDBPyConnection, days: list[dt.date
         "EXCEPT SELECT address FROM value_add EXCEPT SELECT address FROM value_touched",
         bounds,
     )
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE value_old AS SELECT * FROM {WALLET_VALUE} "
+        "WHERE address IN (SELECT DISTINCT address FROM value_add)"
+    )
     conn.execute(f"CREATE OR REPLACE TEMP TABLE value_added AS {WALLET_VALUE_ADD}", {"lo": bounds["lo"]})
     conn.execute(
-        f"DELETE FROM {WALLET_VALUE} WHERE address IN (SELECT address FROM value_touched) "
-        "OR address IN (SELECT address FROM value_added)"
+        "CREATE OR REPLACE TEMP TABLE value_gone AS "
+        "SELECT address FROM value_touched UNION ALL SELECT address FROM value_old"
     )
+    conn.execute(f"DELETE FROM {WALLET_VALUE} WHERE address IN (SELECT address FROM value_gone)")
     conn.execute(f"INSERT INTO {WALLET_VALUE} SELECT * FROM value_added")
     # The others from all their rows, read once (a filter inside WALLET_VALUE_SELECT's CTE ran for each of its two
     # reads); a top-up of a new day has none and skips the scan.
@@ -252,5 +258,5 @@ def refresh_value_partitions(conn: duckdb.DuckDBPyConnection, days: list[dt.date
             "WHERE address IN (SELECT address FROM value_touched)"
         )
         conn.execute(f"INSERT INTO {WALLET_VALUE} " + WALLET_VALUE_SELECT.format(source="value_rows", days=""))
-    for name in ("value_days", "value_touched", "value_add", "value_added", "value_rows"):
+    for name in ("value_days", "value_touched", "value_add", "value_old", "value_added", "value_gone", "value_rows"):
         conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
