@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -449,3 +449,25 @@ def test_addresses_link_to_the_explorer_escaped(site: DashboardResult) -> None:
     hrefs = re.findall(r'href="(https://explorer\.hiro\.so/txid/[^"]*)"', html)
     assert hrefs and all(re.fullmatch(r"[\w:/.\-%?=]+", h) for h in hrefs)
     assert HOSTILE_CONTRACT in parse(html).cells
+
+
+def test_a_short_history_says_why_cards_are_empty(tmp_path: Path) -> None:
+    """14 days (the old demo): DAU / MAU and retention explain themselves, and the 90-day row, which would repeat
+    the 30-day one, is left out."""
+    rows = [r for r in fixture_rows() if r["partition_date"] < FIRST + timedelta(days=14)]
+    conn = make_db(tmp_path / "short.duckdb", rows)
+    try:
+        html = write_dashboard(conn, tmp_path / "site", built_at=BUILT_AT).path.read_text("utf-8")
+    finally:
+        conn.close()
+    data = json_script(html, "stx-data")
+    assert data["dau_mau_empty"] == (  # type: ignore[index]
+        "DAU / MAU needs 30 days of history (MAU counts the trailing 30 days); 14 days are stored, "
+        "so the first ratio appears on day 30."
+    )
+    text = html_text(html)
+    assert "Left out: the 90-day window, longer than the stored history: it would repeat the last row." in text
+    cells = parse(html).cells
+    windows = [c.split(" ")[0] for c in cells if re.match(r"\d+ days", c)]
+    assert windows == ["7", "30"]
+    assert "not yet needs wallets first seen by 2025-02-12: the history starts 2025-03-01" in text

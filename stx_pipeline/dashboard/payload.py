@@ -90,6 +90,8 @@ def _empty_reasons(data: DashboardData) -> dict[str, str]:
         "dau_mau_empty": (
             f"DAU / MAU needs 30 days of history (MAU counts the trailing 30 days); {days} "
             f"{'day is' if days == 1 else 'days are'} stored, so the first ratio appears on day 30."
+            if days < 30
+            else "No wallet was active in the stored history: DAU / MAU has nothing to divide."
         ),
         "cohorts_empty": (
             "No cohort has a complete stored week after its own yet: the first cell appears once a cohort week "

@@ -36,9 +36,11 @@ draw("chart-dau-mau", [
 // User types first and shown; miners' system transactions (two thirds of the rows) start hidden: a click on
 // their legend entry shows them. Colours come from the fixed map, not from the series order.
 function stacked(id, s, yTitle) {
+  // A history of system transactions only (no user type at all) shows them rather than an empty chart.
+  var anyUser = s.series.some(function (series) { return !series.system; });
   var traces = s.series.map(function (series, i) {
     return { type: "bar", name: plain(series.name) + (series.system ? " (system)" : ""), x: s.day, y: series.y,
-             visible: series.system ? "legendonly" : true, marker: { color: categoryColor(series.name, i) } };
+             visible: series.system && anyUser ? "legendonly" : true, marker: { color: categoryColor(series.name, i) } };
   });
   draw(id, traces, { barmode: "stack", bargap: 0.1, xaxis: { title: { text: "Day (UTC)" } },
                      yaxis: { title: { text: yTitle } } }, s.day.length > 0);
