@@ -230,8 +230,7 @@ def refresh_value_partitions(conn: duckdb.DuckDBPyConnection, days: list[dt.date
             SELECT n.* FROM {VALUE_WALLET_DAY} n
             WHERE {in_days.replace("partition_date", "n.partition_date")}
               AND n.address NOT IN (SELECT address FROM value_touched)
-              AND NOT EXISTS (SELECT 1 FROM {WALLET_VALUE} o
-                              WHERE o.address = n.address AND o.last_partition >= CAST($lo AS DATE))""",
+              AND n.address NOT IN (SELECT address FROM {WALLET_VALUE} WHERE last_partition >= CAST($lo AS DATE))""",
         bounds,
     )
     conn.execute(
