@@ -51,7 +51,7 @@ DEFINITIONS: dict[str, str] = {
     "fees_paid": "Fees paid are charged to whoever paid them: the sponsor of a sponsored transaction, otherwise "
     "its sender.",
     "fee_value": "Fee value at N days is the fees a wallet paid in its first N days (30, 60, 90); a cohort's mean "
-    "and median are shown only once its last activation day is N days old.",
+    "and median are shown only once the first N days of its last day are stored.",
     "fee_distribution": "The fee distribution is the 25th, 50th, 75th and 90th percentiles of a cohort's fee "
     "value, and a histogram of 30-day fee value over every wallet whose first 30 days are stored.",
     "network_fees": "Network fee value is the fees of every mined transaction of a day (system transactions "
