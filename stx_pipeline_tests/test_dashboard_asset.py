@@ -104,6 +104,10 @@ def test_dashboard_over_ingested_days(simulator, small_chain, db_path, tmp_path)
     meta = result.asset_materializations_for_node("wallet_dashboard")[0].metadata
     assert meta["page"].value == str(page.resolve())
     assert meta["size_bytes"].value == page.stat().st_size
+    assert meta["value_page"].value == str((out / "value.html").resolve())
+    library = (out / "assets" / PLOTLY_JS).stat().st_size
+    weight = max(p.stat().st_size for p in (page, out / "value.html")) + library
+    assert meta["page_weight_bytes"].value == weight < 2_000_000
     assert meta["first_day"].value == "2025-03-01"
     assert meta["last_day"].value == "2025-03-06"
     assert meta["days_covered"].value == 4
