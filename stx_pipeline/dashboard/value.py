@@ -1,10 +1,12 @@
 """The value page's metrics: what a new wallet is worth in fees and how long it stays.
 
 Every figure is DuckDB SQL over the value aggregates (`storage/value_aggregates.py`: `wallet_value`,
-`agg_value_wallet_day`, `agg_value_day`), never over the raw table, with bind parameters. Each metric is defined in
-one sentence in `DEFINITIONS` (the page shows them; docs/METRICS.md repeats them word for word, which a test
-checks). Amounts are in µSTX (`models.USTX_PER_STX` per STX). Day 0 is a wallet's activation day, so "the first 30
-days" are days 0-29. A horizon a cohort or wallet has not fully lived through by `as_of` gives None, never 0.
+`agg_value_wallet_day`, `agg_value_day`), with bind parameters; the raw table is read only when those are stale
+or missing and cannot be refreshed (a read-only connection), by the same SELECTs the refresh runs. Each metric
+is defined in one sentence in `DEFINITIONS` (the page shows them; docs/METRICS.md repeats them word for word,
+which a test checks). Amounts are in µSTX (`models.USTX_PER_STX` per STX). Day 0 is a wallet's activation day,
+so "the first 30 days" are days 0-29. A horizon a cohort or wallet has not fully lived through by `as_of` gives
+None, never 0.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from typing import Literal
 import duckdb
 
 from stx_pipeline.dashboard.models import USTX_PER_STX
+from stx_pipeline.schema import TABLE, USER_TX_TYPES
 from stx_pipeline.storage.activity_metrics import DAILY
+from stx_pipeline.storage.aggregates import aggregates_fresh
 from stx_pipeline.storage.ingest_record import RECORD_TABLE, has_table
 from stx_pipeline.storage.value_aggregates import (
     FEE_HORIZONS,
     TX_WINDOW,
     VALUE_DAY,
+    VALUE_DAY_SELECT,
     VALUE_WALLET_DAY,
+    VALUE_WALLET_DAY_SELECT,
     WALLET_VALUE,
     WALLET_VALUE_SELECT,
     value_aggregates_exist,
@@ -183,26 +189,55 @@ _COHORT_START = {
 _COHORT_END = {"week": "(cohort + 6)", "month": "last_day(cohort)"}
 
 
+@dataclass(frozen=True, slots=True)
+class _Sources:
+    """Where the per-day rows come from: the kept aggregates, or TEMP tables of the same SELECTs over the raw table
+    (a read-only look at a database whose aggregates are stale or predate the value tables)."""
+
+    wallet_day: str = VALUE_WALLET_DAY
+    day: str = VALUE_DAY
+    active: str = f"SELECT day, active FROM {DAILY}"  # the growth page's active wallets per day
+    kept: bool = True  # wallet_value holds the per-wallet rows
+
+
+_RAW_SOURCES = _Sources(
+    wallet_day="value_raw_wd",
+    day="value_raw_d",
+    active="SELECT day, count(DISTINCT address) AS active FROM value_raw_wd WHERE n_sent > 0 GROUP BY day",
+    kept=False,
+)
+
+
+def _raw_sources(conn: Conn) -> _Sources:
+    """The per-day rows from the raw table, as the refresh would have written them."""
+    user_types = {"user_types": list(USER_TX_TYPES)}
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE value_raw_wd AS {VALUE_WALLET_DAY_SELECT.format(where='')}", user_types)
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE value_raw_d AS {VALUE_DAY_SELECT.format(where='')}", user_types)
+    return _RAW_SOURCES
+
+
 def _run(conn: Conn, sql: str, params: dict) -> duckdb.DuckDBPyConnection:
     """Execute with the named parameters `sql` uses (DuckDB refuses any it does not)."""
     return conn.execute(sql, {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)})
 
 
 def _bounds(conn: Conn) -> tuple[date | None, date | None]:
-    """First and last stored day (the ingest record; the value aggregates when there is none)."""
+    """First and last stored day (the ingest record; the raw table's partitions when there is none)."""
     if has_table(conn, RECORD_TABLE):
         row = conn.execute(f"SELECT min(day), max(day) FROM {RECORD_TABLE}").fetchone()
+    elif has_table(conn, TABLE):
+        row = conn.execute(f"SELECT min(partition_date), max(partition_date) FROM {TABLE}").fetchone()
     else:
-        row = conn.execute(f"SELECT min(partition_date), max(partition_date) FROM {VALUE_DAY}").fetchone()
+        row = None
     return (row[0], row[1]) if row else (None, None)
 
 
-def _wallets_sql(capped: bool) -> str:
-    """The per-wallet rows: the kept table, or recomputed from the per-day rows up to $as_of for an earlier day."""
+def _wallets_sql(src: _Sources, capped: bool) -> str:
+    """The per-wallet rows: the kept table, or recomputed from the per-day rows (up to $as_of for an earlier day)."""
     # Addresses that only received or sponsored have no activation day: not wallets.
-    if not capped:
+    if src.kept and not capped:
         return f"SELECT * FROM {WALLET_VALUE} WHERE first_day IS NOT NULL"
-    rows = WALLET_VALUE_SELECT.format(source=VALUE_WALLET_DAY, days="AND day <= CAST($as_of AS DATE)")
+    rows = WALLET_VALUE_SELECT.format(source=src.wallet_day, days="AND day <= CAST($as_of AS DATE)" if capped else "")
     return f"SELECT * FROM ({rows}) WHERE first_day IS NOT NULL"
 
 
@@ -321,21 +356,22 @@ def fee_histogram(conn: Conn, params: dict) -> list[FeeBin]:
     return [FeeBin(lo, hi, int(counts.get(i, 0))) for i, (lo, hi) in enumerate(zip(lows, highs, strict=True))]
 
 
-def value_days(conn: Conn, params: dict) -> list[ValueDay]:
+def value_days(conn: Conn, params: dict, src: _Sources) -> list[ValueDay]:
     """The per-day series up to as_of: network fees and their trailing 30 days, sponsored share, failed rate,
     new and returning wallets (active wallets of the day from the growth page's `agg_day_wallets`), STX
     transferred."""
     sql = f"""
         WITH d AS (SELECT day, sum(fee_ustx) AS fee, sum(n_user) AS n_user, sum(n_sponsored) AS n_sponsored,
                           sum(n_failed) AS n_failed, sum(stx_transferred_ustx) AS stx
-                   FROM {VALUE_DAY} WHERE day <= CAST($as_of AS DATE) GROUP BY day),
+                   FROM {src.day} WHERE day <= CAST($as_of AS DATE) GROUP BY day),
+        act AS ({src.active}),
         nw AS (SELECT first_day AS day, count(*) AS new FROM value_w GROUP BY first_day)
         SELECT d.day, CAST(d.fee AS BIGINT),
                CASE WHEN d.day - 29 >= CAST($first AS DATE) THEN CAST(sum(d.fee) OVER (
                    ORDER BY d.day RANGE BETWEEN INTERVAL 29 DAY PRECEDING AND CURRENT ROW) AS BIGINT) END,
                CAST(d.n_user AS BIGINT), d.n_sponsored / nullif(d.n_user, 0), d.n_failed / nullif(d.n_user, 0),
                coalesce(nw.new, 0), coalesce(act.active, 0) - coalesce(nw.new, 0), CAST(d.stx AS BIGINT)
-        FROM d LEFT JOIN {DAILY} act USING (day) LEFT JOIN nw USING (day)
+        FROM d LEFT JOIN act USING (day) LEFT JOIN nw USING (day)
         ORDER BY d.day"""
     return [ValueDay(*r) for r in _run(conn, sql, params).fetchall()]
 
@@ -343,9 +379,9 @@ def value_days(conn: Conn, params: dict) -> list[ValueDay]:
 def compute_value(conn: Conn, as_of: date | None = None, period: Period | None = None) -> ValueData:
     """The value page's data as of `as_of` (default and upper bound: the last stored day). The kept per-wallet
     table serves the last stored day; an earlier `as_of` recomputes the wallets from the per-day rows up to it.
+    When the aggregates are stale or lack the value tables (a read-only look at a database no refresh has reached),
+    the same SELECTs run over the raw table into TEMP tables: the same figures, at a full scan's cost.
     Cohorts are weekly for a history up to WEEKLY_UNTIL_DAYS days, monthly beyond, unless `period` says."""
-    if not value_aggregates_exist(conn):
-        return ValueData(as_of=None, first_day=None, period=period or "week")
     first, last = _bounds(conn)
     if first is None or last is None:
         return ValueData(as_of=None, first_day=None, period=period or "week")
@@ -360,12 +396,13 @@ def compute_value(conn: Conn, as_of: date | None = None, period: Period | None =
         "quantiles": list(QUANTILES),
         "retention_days": list(RETENTION_DAYS),
     }
-    wallets = _wallets_sql(capped=as_of < last)
     try:
+        src = _Sources() if value_aggregates_exist(conn) and aggregates_fresh(conn) else _raw_sources(conn)
+        wallets = _wallets_sql(src, capped=as_of < last)
         for name, sql in _WORK.items():
             _run(conn, f"CREATE OR REPLACE TEMP TABLE {name} AS {sql.format(wallets=wallets)}", params)
         n_wallets = conn.execute("SELECT count(*) FROM value_w").fetchone()
-        days = value_days(conn, params)
+        days = value_days(conn, params, src)
         return ValueData(
             as_of=as_of,
             first_day=first,
@@ -379,5 +416,5 @@ def compute_value(conn: Conn, as_of: date | None = None, period: Period | None =
             days=tuple(days),
         )
     finally:
-        for name in _WORK:
+        for name in (*_WORK, _RAW_SOURCES.wallet_day, _RAW_SOURCES.day):
             conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
