@@ -5,6 +5,8 @@
                                                      #    vs the same fetch-and-write in one plain process
     .venv/bin/python bench/bench_backfill.py peer    # 3. ours and dlt's rest_api, same 30 days, same limit
                                                      #    (needs the bench group: `uv sync --group bench`)
+    .venv/bin/python bench/bench_backfill.py events  # 4. the instance's SQLite cost per event: Dagster's
+                                                     #    storage vs stx_pipeline/instance_storage.py
 
 floor = total pages / allowed rate: the least time any client can take under the limit. Every measured path
 gets a fresh simulator (an empty rate window) and a fresh DuckDB file. Prints figures only; nothing asserts a
@@ -488,12 +490,61 @@ def bench_peer(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return out
 
 
+# -- 4. the instance's cost per event --------------------------------------------------------------------
+
+
+def bench_events(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """What storing one event costs in the instance's SQLite files: Dagster's own storage (a new engine and
+    connection per statement, each close checkpointing the WAL) against the project's (stx_pipeline/
+    instance_storage.py: an engine per file, a connection kept open while the file is in use, synchronous=NORMAL).
+    A new run's shard (the first event: tables, indexes, alembic stamp), then `--events` log lines to it."""
+    import logging
+    import uuid
+
+    from dagster._core.events.log import EventLogEntry
+    from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+
+    from stx_pipeline.instance_storage import SqliteStorage
+
+    print(f"\n== 4. Instance cost per event: {args.events} events to a new run's shard, {args.rounds} rounds ==")
+    out: dict[str, Any] = {}
+    for round_ in range(args.rounds):
+        for name, cls in (("dagster", DagsterSqliteStorage), ("project", SqliteStorage)):
+            storage = cls.from_local(str(work / f"events-{name}-{round_}"))
+            log = storage.event_log_storage
+            run_id = str(uuid.uuid4())
+
+            def entry(message: str, run_id: str = run_id) -> EventLogEntry:
+                return EventLogEntry(
+                    error_info=None, level=logging.INFO, user_message=message, run_id=run_id, timestamp=time.time()
+                )
+
+            t0, c0 = time.perf_counter(), time.process_time()
+            log.store_event(entry("first"))
+            shard_s, shard_cpu = time.perf_counter() - t0, time.process_time() - c0
+            t0, c0 = time.perf_counter(), time.process_time()
+            for i in range(args.events):
+                log.store_event(entry(f"2025-03-01: {i} transactions in 6 pages"))
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            storage.dispose()
+            row = {
+                "new_shard_ms": round(shard_s * 1000, 1),
+                "new_shard_cpu_ms": round(shard_cpu * 1000, 1),
+                "per_event_ms": round(wall / args.events * 1000, 2),
+                "per_event_cpu_ms": round(cpu / args.events * 1000, 2),
+                "load_average": os.getloadavg()[0],
+            }
+            out.setdefault(name, []).append(row)
+            print(f"{name:<8} {row}", flush=True)
+    return out
+
+
 # -- main ------------------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=("floor", "share", "peer"))
+    parser.add_argument("part", choices=("floor", "share", "peer", "events"))
     parser.add_argument("--days", type=int, help="days to backfill (default 30; share: 90)")
     parser.add_argument("--txs-per-day", type=int, help="simulator day size (default 1000; share: 500)")
     parser.add_argument("--sim-rpm", type=int, default=600, help="simulator limit per minute")
@@ -508,6 +559,8 @@ def main() -> None:
     parser.add_argument(
         "--no-dlt-sequential", action="store_true", help="peer: skip dlt's default (sequential) extraction"
     )
+    parser.add_argument("--events", type=int, default=100, help="events: log lines stored per round")
+    parser.add_argument("--rounds", type=int, default=3, help="events: rounds (each storage in turn)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args()
@@ -517,7 +570,8 @@ def main() -> None:
     print_machine()
     work = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
     try:
-        result = {"floor": bench_floor, "share": bench_share, "peer": bench_peer}[args.part](args, work)
+        parts = {"floor": bench_floor, "share": bench_share, "peer": bench_peer, "events": bench_events}
+        result = parts[args.part](args, work)
     finally:
         if args.keep:
             print(f"scratch kept in {work}")
