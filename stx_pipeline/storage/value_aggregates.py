@@ -181,6 +181,9 @@ WALLET_VALUE_ADD = f"""
     ) p USING (address)"""
 
 
+UPGRADE_CHUNK_DAYS = 365  # as aggregates.CHUNK_DAYS
+
+
 def ensure_value_aggregates(conn: duckdb.DuckDBPyConnection) -> None:
     for sql in CREATE_SQL:
         conn.execute(sql)
@@ -203,9 +206,14 @@ def refresh_value_partitions(conn: duckdb.DuckDBPyConnection, days: list[dt.date
     todo = set(days)
     if fresh and has_table(conn, BUILT):
         todo.update(r[0] for r in conn.execute(f"SELECT partition_date FROM {BUILT}").fetchall())
-    if not todo:
-        return
     ordered = sorted(todo)
+    # Oldest first, a year at a time: bounds one statement's memory, and each chunk finds the ones before it
+    # stored, so a database getting these tables for its whole history takes the added path throughout.
+    for i in range(0, len(ordered), UPGRADE_CHUNK_DAYS):
+        _refresh_value_chunk(conn, ordered[i : i + UPGRADE_CHUNK_DAYS])
+
+
+def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]) -> None:
     # BETWEEN lets DuckDB skip row groups outside the range; IN keeps a sparse set exact.
     in_days = (
         "partition_date BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE) "
