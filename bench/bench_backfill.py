@@ -497,7 +497,8 @@ def bench_events(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """What storing one event costs in the instance's SQLite files: Dagster's own storage (a new engine and
     connection per statement, each close checkpointing the WAL) against the project's (stx_pipeline/
     instance_storage.py: an engine per file, a connection kept open while the file is in use, synchronous=NORMAL).
-    A new run's shard (the first event: tables, indexes, alembic stamp), then `--events` log lines to it."""
+    A new run's shard after the process's first (its first event: tables, indexes, alembic stamp), then
+    `--events` log lines to it."""
     import logging
     import uuid
 
@@ -519,8 +520,9 @@ def bench_events(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     error_info=None, level=logging.INFO, user_message=message, run_id=run_id, timestamp=time.time()
                 )
 
+            log.store_event(entry("first", str(uuid.uuid4())))  # the process's first run (and the template)
             t0, c0 = time.perf_counter(), time.process_time()
-            log.store_event(entry("first"))
+            log.store_event(entry("first"))  # a later run's new shard
             shard_s, shard_cpu = time.perf_counter() - t0, time.process_time() - c0
             t0, c0 = time.perf_counter(), time.process_time()
             for i in range(args.events):

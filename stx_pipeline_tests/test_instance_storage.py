@@ -15,9 +15,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from dagster import DagsterInstance
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.event_log.sqlite import sqlite_event_log
+from dagster._core.storage.sql import check_alembic_revision, get_alembic_config
 
 from stx_pipeline import instance_storage
 from stx_pipeline.operations.background import make_dagster_home
@@ -125,3 +128,11 @@ def test_a_watched_run_log_sees_events_and_idle_files_are_let_go(tmp_path):
         # Dagster leaves its files between statements.
         wait_for(lambda: not Path(f"{shard}-wal").exists(), 15, "the run's WAL to be removed")
         assert rows_in_main_file(shard) == 3
+        # The shard was copied from the template: Dagster's schema at its head revision, in WAL mode.
+        engine = sa.create_engine(f"sqlite:///{shard}")
+        with engine.connect() as conn:
+            db_revision, head_revision = check_alembic_revision(get_alembic_config(sqlite_event_log.__file__), conn)
+            assert db_revision == head_revision and head_revision is not None
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        engine.dispose()
+        assert not list(shard.parent.glob("*.staging"))
