@@ -112,9 +112,9 @@ def step(name: str, db: str, out: str) -> dict[str, float]:
 
 
 def child(name: str, db: Path, out: Path) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--step", name, str(db), str(out)], check=True, capture_output=True, text=True
-    )
+    done = subprocess.run([sys.executable, __file__, "--step", name, str(db), str(out)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"step {name} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -105,7 +105,7 @@ def stale_days(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
 # chunks made a 2,150-day build from nothing take 30 s at 2M rows, most of it in those updates).
 CHUNK_DAYS = 365
 # DuckDB's memory limit while building many chunks (issue 13's goal: a history from nothing in < 2 GiB).
-BUILD_MEMORY_LIMIT = "1200MB"
+BUILD_MEMORY_LIMIT = "1500MB"
 
 
 def refresh_days(
