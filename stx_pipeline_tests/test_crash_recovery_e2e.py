@@ -92,8 +92,11 @@ def test_kill_9_of_make_up_mid_backfill_recovers_on_restart(tmp_path, simulator,
     env = pipeline_env(tmp_path, simulator.url)  # STX_DAYS_PER_RUN default 5: 10 days are 2 runs
     env.pop("STX_DAYS_PER_RUN", None)
     db = env["STX_DUCKDB_PATH"]
-    # ~3 s per day (8 pages of 50, 4 at a time): time to kill with some days written and more to come.
+    # ~2-3 s per day (8 pages of 50 at 240 requests a minute, 700 ms each): time to kill with some days written and
+    # more of the run to come. Unpaced, days listed one ahead of each other made a 5-day run take ~5 s, and the
+    # run could end between the poll seeing 2 days and the test reading the runs (no STARTED run to kill).
     simulator.faults = FaultConfig(latency_ms=700)
+    env["STX_REQUESTS_PER_MINUTE"] = "240"
     days = [last_complete_day() - dt.timedelta(days=i) for i in range(9, -1, -1)]
     window = ["--start", str(days[0]), "--end", str(days[-1])]
     port = free_port()
