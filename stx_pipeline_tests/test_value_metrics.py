@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from stx_pipeline.dashboard.value import (
 from stx_pipeline.schema import TABLE, USER_TX_TYPES, arrow_schema
 from stx_pipeline.storage import replace_day
 from stx_pipeline.storage.aggregates import refresh_stale
+from stx_pipeline.storage.ingest_record import RECORD_TABLE
 from stx_pipeline.storage.value_aggregates import (
     VALUE_DAY,
     VALUE_DAY_SELECT,
@@ -451,3 +453,53 @@ def test_every_definition_is_in_the_docs_word_for_word():
 def test_the_value_page_reads_no_raw_row(conn):
     conn.execute(f"DELETE FROM {TABLE}")  # the aggregates alone serve the page
     assert compute_value(conn, period="week").wallets == 6
+
+
+def random_day(rng: random.Random, day: dt.date) -> list[dict[str, Any]]:
+    """A few transactions among 8 addresses: sponsored, failed, transfers, some mined after midnight (their block-time
+    day is the next one, stored in this partition)."""
+    who = [f"SPR{i}" for i in range(8)]
+    rows = []
+    for _ in range(rng.randint(0, 5)):
+        at = dt.datetime.combine(day, dt.time(rng.choice([1, 12, 23]), 58), dt.UTC)
+        if at.hour == 23 and rng.random() < 0.5:
+            at += dt.timedelta(minutes=4)  # burn block 23:57 this day, block 00:02 the next
+        kind = rng.choice(["token_transfer", "contract_call"])
+        rows.append(
+            tx(
+                day,
+                rng.choice(who),
+                kind,
+                rng.choice([0, 500, 300_000, 1_200_000]),
+                rng.choice(["success", "success", "abort_by_response"]),
+                sponsor=rng.choice([None, None, rng.choice(who)]),
+                to=rng.choice(who) if kind == "token_transfer" else None,
+                amount=rng.choice([1, 6 * STX, 11 * STX]) if kind == "token_transfer" else None,
+                at=at,
+            )
+        )
+    return [r for r in rows if r["partition_date"] == day]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_any_sequence_of_day_replaces_equals_a_computation_from_scratch(tmp_path: Path, seed: int):
+    rng = random.Random(seed)
+    base = D("2025-01-01")
+    conn = duckdb.connect(str(tmp_path / f"r{seed}.duckdb"))
+    for step in range(25):
+        day = base + dt.timedelta(days=rng.randint(0, 45))  # new days, re-fetched days, older days
+        write(conn, day, random_day(rng, day))
+        if rng.random() < 0.6 or step == 24:  # sometimes several days per refresh
+            refresh_stale(conn)
+            assert kept(conn) == scratch(conn), (seed, step, day)
+    assert compute_value(conn) == compute_value(build(tmp_path / "again.duckdb", stored_days(conn)))
+
+
+def stored_days(conn: duckdb.DuckDBPyConnection) -> dict[dt.date, list[dict[str, Any]]]:
+    """Every recorded day's stored rows (a day written empty included)."""
+    days: dict[dt.date, list[dict[str, Any]]] = {
+        r[0]: [] for r in conn.execute(f"SELECT day FROM {RECORD_TABLE}").fetchall()
+    }
+    for r in conn.execute(f"SELECT * FROM {TABLE} ORDER BY tx_id").to_arrow_table().to_pylist():
+        days.setdefault(r["partition_date"], []).append(r)
+    return days

@@ -233,11 +233,11 @@ def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]
     conn.execute(f"INSERT INTO {VALUE_WALLET_DAY} {VALUE_WALLET_DAY_SELECT.format(where='AND ' + in_days)}", user_types)
     conn.execute(f"INSERT INTO {VALUE_DAY} {VALUE_DAY_SELECT.format(where='AND ' + in_days)}", user_types)
     # New rows of addresses with nothing stored in or after the refreshed partitions: added to their stored row.
+    # (An address the partitions held before has its last_partition in them: never here.)
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE value_add AS
             SELECT n.* FROM {VALUE_WALLET_DAY} n
             WHERE {in_days.replace("partition_date", "n.partition_date")}
-              AND n.address NOT IN (SELECT address FROM value_touched)
               AND n.address NOT IN (SELECT address FROM {WALLET_VALUE} WHERE last_partition >= CAST($lo AS DATE))""",
         bounds,
     )
