@@ -57,12 +57,12 @@ bench: install ## every benchmark of docs/BENCHMARKS.md, one after the other (~3
 	$(BIN)/python bench/bench_backfill.py peer
 	uv sync --frozen
 
-# The demo's own length and volume: 120 days at 400 simulated transactions a day fill every card of both pages
-# (DAU / MAU needs 30 days, a cohort's 90-day fee value 97) in about the time 14 full-volume days took.
-DEMO_DAYS ?= 120
+# The demo's own length and volume: 100 days at 400 simulated transactions a day fill every card of both pages
+# (DAU / MAU needs 30 days, 90-day fee value and retention 91).
+DEMO_DAYS ?= 100
 DEMO_TXS_PER_DAY ?= 400
 
-demo: install ## offline demo: simulator + Dagster, a 120-day backfill (DEMO_DAYS), both dashboard pages, the status
+demo: install ## offline demo: simulator + Dagster, a 100-day backfill (DEMO_DAYS), both dashboard pages, the status
 	DEMO_DAYS=$(DEMO_DAYS) DEMO_TXS_PER_DAY=$(DEMO_TXS_PER_DAY) STX_UI_HOST=$(UI_HOST) STX_UI_PORT=$(UI_PORT) STX_SIMULATOR_PORT=$(SIM_PORT) \
 		$(BIN)/python -m stx_pipeline.operations.demo
 
