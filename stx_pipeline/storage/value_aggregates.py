@@ -184,6 +184,40 @@ WALLET_VALUE_ADD = f"""
 UPGRADE_CHUNK_DAYS = 365  # as aggregates.CHUNK_DAYS
 
 
+# The recounted path, for addresses the refreshed partitions held before or that have rows stored at or after them
+# (a re-fetched day, an older day written late), from their stored row and only their rows of block-time days
+# >= $lo: `value_r` (now) and `value_was` (before: the rows outside the refreshed partitions, which did not change,
+# and the partitions' replaced rows). Rows of earlier days did not change. An activation before $lo stays, and each
+# window moves by (rows now - rows before); else the activation is the first sending day now >= $lo (or none), its
+# windows lie wholly in `value_r`, and the receipts are those before $lo (stored minus before) plus those now.
+# Addresses with no row left at or after $lo, or whose last sending day before $lo is unknown, are left out
+# (recomputed from all their rows).
+WALLET_VALUE_MOVE = f"""
+    WITH r1 AS (
+        SELECT address, min(day) FILTER (WHERE n_sent > 0) AS r_first, max(day) FILTER (WHERE n_sent > 0) AS r_last,
+               max(partition_date) AS r_part
+        FROM value_r GROUP BY address),
+    f AS (
+        SELECT o.address, o.first_day AS o_first, o.last_day AS o_last, r1.r_last, r1.r_part,
+               CASE WHEN o.first_day < CAST($lo AS DATE) THEN o.first_day ELSE r1.r_first END AS first_day
+        FROM value_so o JOIN r1 USING (address)),
+    now AS (SELECT f.address, {_windows("r", "f.first_day")} FROM f JOIN value_r r USING (address) GROUP BY f.address),
+    was AS (SELECT f.address, {_windows("w", "f.o_first")} FROM f JOIN value_was w USING (address) GROUP BY f.address)
+    SELECT f.address, f.first_day,
+           CASE WHEN f.r_last IS NOT NULL THEN f.r_last WHEN f.o_first < CAST($lo AS DATE) THEN f.o_last END,
+           {
+    ", ".join(
+        f"CASE WHEN f.o_first < CAST($lo AS DATE) THEN o.{c} - coalesce(was.{c}, 0) ELSE 0 END + coalesce(now.{c}, 0)"
+        for c in ("tx_30", *(f"fee_{h}" for h in FEE_HORIZONS))
+    )
+},
+           o.received_by_activation - coalesce(was.received_by_activation, 0)
+               + coalesce(now.received_by_activation, 0),
+           f.r_part
+    FROM f JOIN value_so o USING (address) LEFT JOIN now USING (address) LEFT JOIN was USING (address)
+    WHERE f.r_last IS NOT NULL OR f.o_first IS NULL OR f.o_first >= CAST($lo AS DATE) OR f.o_last < CAST($lo AS DATE)"""
+
+
 def ensure_value_aggregates(conn: duckdb.DuckDBPyConnection) -> None:
     for sql in CREATE_SQL:
         conn.execute(sql)
@@ -222,11 +256,9 @@ def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]
     bounds = {"lo": ordered[0], "hi": ordered[-1]}
     conn.execute("CREATE OR REPLACE TEMP TABLE value_days (day DATE)")
     conn.executemany("INSERT INTO value_days VALUES (?)", [[d] for d in ordered])
-    conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE value_touched AS SELECT DISTINCT address FROM {VALUE_WALLET_DAY} "
-        f"WHERE {in_days}",
-        bounds,
-    )
+    # The partitions' rows before their replacement (they all lie on block-time days >= $lo).
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE value_was AS SELECT * FROM {VALUE_WALLET_DAY} WHERE {in_days}", bounds)
+    conn.execute("CREATE OR REPLACE TEMP TABLE value_touched AS SELECT DISTINCT address FROM value_was")
     for table in (VALUE_WALLET_DAY, VALUE_DAY):
         conn.execute(f"DELETE FROM {table} WHERE {in_days}", bounds)
     user_types = {"user_types": list(USER_TX_TYPES), **bounds}
@@ -255,15 +287,43 @@ def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]
         "CREATE OR REPLACE TEMP TABLE value_gone AS "
         "SELECT address FROM value_touched UNION ALL SELECT address FROM value_old"
     )
+    # The recounted path (WALLET_VALUE_MOVE): rows of days >= $lo only, found by partition (>= $lo - 1: a block-time
+    # day spills at most one day past its partition), so a re-fetch of a recent day reads a few recent partitions.
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE value_so AS SELECT * FROM {WALLET_VALUE} "
+        "WHERE address IN (SELECT address FROM value_touched)"
+    )
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE value_r AS SELECT * FROM {VALUE_WALLET_DAY}
+            WHERE partition_date >= CAST($lo AS DATE) - 1 AND day >= CAST($lo AS DATE)
+              AND address IN (SELECT address FROM value_touched)""",
+        {"lo": bounds["lo"]},
+    )
+    conn.execute("INSERT INTO value_was SELECT * FROM value_r WHERE partition_date NOT IN (SELECT day FROM value_days)")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE value_moved AS {WALLET_VALUE_MOVE}", {"lo": bounds["lo"]})
     conn.execute(f"DELETE FROM {WALLET_VALUE} WHERE address IN (SELECT address FROM value_gone)")
     conn.execute(f"INSERT INTO {WALLET_VALUE} SELECT * FROM value_added")
-    # The others from all their rows, read once (a filter inside WALLET_VALUE_SELECT's CTE ran for each of its two
-    # reads); a top-up of a new day has none and skips the scan.
+    conn.execute(f"INSERT INTO {WALLET_VALUE} SELECT * FROM value_moved")
+    conn.execute("DELETE FROM value_touched WHERE address IN (SELECT address FROM value_moved)")
+    # The rest from all their rows, read once (a filter inside WALLET_VALUE_SELECT's CTE ran for each of its two
+    # reads); usually none, and the scan is skipped.
     if conn.execute("SELECT count(*) FROM value_touched").fetchone()[0]:
         conn.execute(
             f"CREATE OR REPLACE TEMP TABLE value_rows AS SELECT * FROM {VALUE_WALLET_DAY} "
             "WHERE address IN (SELECT address FROM value_touched)"
         )
         conn.execute(f"INSERT INTO {WALLET_VALUE} " + WALLET_VALUE_SELECT.format(source="value_rows", days=""))
-    for name in ("value_days", "value_touched", "value_add", "value_old", "value_added", "value_gone", "value_rows"):
+    for name in (
+        "value_days",
+        "value_was",
+        "value_touched",
+        "value_add",
+        "value_old",
+        "value_added",
+        "value_so",
+        "value_r",
+        "value_moved",
+        "value_gone",
+        "value_rows",
+    ):
         conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
