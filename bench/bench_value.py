@@ -8,9 +8,11 @@ Each step runs in a fresh child process, so its peak RSS (VmHWM) is its own; `va
 
   1. scratch   `refresh_stale` from nothing: every day's aggregates, the value ones included (365-day chunks)
   2. newday    the newest day, held back from step 1, written (`replace_day`) then `refresh_stale`: a daily top-up
-  3. topup     one old day re-fetched with changed content (`replace_day`), then `refresh_stale`
-  4. page      `compute_value` at the last stored day, and at a day 30 days earlier (recomputed per-wallet rows)
-  5. upgrade   the value tables dropped and rebuilt for every built partition in one transaction (what a database
+  3. recent    the day before the newest re-fetched with changed content (the sensor's late re-fetch), then
+               `refresh_stale`
+  4. topup     an old day (day 100) re-fetched with changed content (`replace_day`), then `refresh_stale`
+  5. page      `compute_value` at the last stored day, and at a day 30 days earlier (recomputed per-wallet rows)
+  6. upgrade   the value tables dropped and rebuilt for every built partition in one transaction (what a database
                whose aggregates predate them gets on its next refresh)
 
 and the rows of each value table.
@@ -89,9 +91,10 @@ def step(name: str, db: str) -> dict[str, float]:
             conn.execute("BEGIN")
             refresh_value_partitions(conn, [])
             conn.execute("COMMIT")
-        elif name == "topup":
+        elif name in ("topup", "recent"):
             conn.execute("SET threads = 1")  # as ingest.write_connection
-            day = conn.execute("SELECT min(partition_date) + 100 FROM stx_transactions").fetchone()[0]
+            which = "min(partition_date) + 100" if name == "topup" else "max(partition_date) - 1"
+            day = conn.execute(f"SELECT {which} FROM stx_transactions").fetchone()[0]
             table = conn.execute(
                 "SELECT * REPLACE (fee_ustx + 1 AS fee_ustx) FROM stx_transactions WHERE partition_date = ?", [day]
             ).to_arrow_table()
@@ -125,7 +128,7 @@ def run(rows: int, days: int) -> None:
         db = Path(tmp) / "v.duckdb"
         gen_s = generate(db, rows, days, START)
         print(f"rows={rows:,} days={days}: generated in {gen_s:.0f}s", flush=True)
-        for name in ("scratch", "newday", "topup", "page", "upgrade"):
+        for name in ("scratch", "newday", "recent", "topup", "page", "upgrade"):
             r = child(name, db)
             print(f"  {name:8} " + "  ".join(f"{k}={v:,.3f}" for k, v in r.items()), flush=True)
 
