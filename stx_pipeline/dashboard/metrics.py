@@ -7,7 +7,7 @@ which defaults to the last stored day (not the wall clock) so results are reprod
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 
@@ -154,18 +154,18 @@ def summary(
                        CAST($as_of AS DATE) - {RETENTION_DAYS} AS c_stop
                 FROM (SELECT unnest(CAST($windows AS INTEGER[])) AS n)
             ),
-            -- only the windows' wallet-days are read, clipped to the stored range
-            wd AS (
-                SELECT address, day, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee_ustx) AS fee
-                FROM {p.wallet_day}
-                WHERE day BETWEEN (SELECT min(c_start) FROM bounds) AND (SELECT max(stop) FROM bounds)
-                  AND day BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
-                GROUP BY address, day
-            ),
+            -- only the windows' wallet-days are read, clipped to the stored range; each row is counted in
+            -- every window holding its day (one pass and a hash aggregate, no range join)
             per_wallet AS (
-                SELECT b.n, w.address, sum(w.n_tx) AS n_tx, sum(w.n_ok) AS n_ok, sum(w.fee) AS fee
-                FROM bounds b JOIN wd w ON w.day BETWEEN b.start AND b.stop
-                GROUP BY b.n, w.address
+                SELECT n, address, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee_ustx) AS fee
+                FROM (
+                    SELECT unnest(list_filter(CAST($windows AS INTEGER[]),
+                                              x -> day >= CAST($as_of AS DATE) - (x - 1))) AS n,
+                           address, n_tx, n_ok, fee_ustx
+                    FROM {p.wallet_day}
+                    WHERE day BETWEEN CAST($wlo AS DATE) AND CAST($hi AS DATE)
+                )
+                GROUP BY n, address
             ),
             act AS (
                 SELECT n, count(*) AS active, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee) AS fee,
@@ -174,8 +174,7 @@ def summary(
             ),
             fs AS (
                 SELECT address, first_day FROM {p.first_seen}
-                WHERE first_day BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
-                  AND first_day BETWEEN (SELECT min(c_start) FROM bounds) AND (SELECT max(stop) FROM bounds)
+                WHERE first_day BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE)
             ),
             fresh AS (
                 SELECT b.n, count(f.address) AS new
@@ -184,8 +183,9 @@ def summary(
             ),
             -- retained: another active day 1 to 30 days after the first (within the stored range)
             returned AS (
-                SELECT DISTINCT f.address FROM fs f JOIN wd w ON w.address = f.address
-                WHERE w.day > f.first_day AND w.day <= f.first_day + {RETENTION_DAYS}
+                SELECT DISTINCT f.address FROM fs f JOIN {p.wallet_day} w ON w.address = f.address
+                WHERE w.day BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE)
+                  AND w.day > f.first_day AND w.day <= f.first_day + {RETENTION_DAYS}
             ),
             ret AS (
                 SELECT b.n, count(f.address) AS size,
@@ -204,7 +204,15 @@ def summary(
             JOIN ret r ON r.n = b.n
             ORDER BY b.n
         """
-        params = {"as_of": as_of, "windows": list(windows), "first": cov.first_day, "last": cov.last_day}
+        # The days every window reads (the earliest retention cohort's start .. as_of), clipped to the stored
+        # range; constants, so DuckDB's zone maps skip the rest of the history.
+        lo, hi = as_of - timedelta(days=RETENTION_DAYS + max(windows) - 1), as_of
+        if cov.first_day is not None and cov.last_day is not None:
+            lo, hi = max(lo, cov.first_day), min(hi, cov.last_day)
+        wlo = as_of - timedelta(days=max(windows) - 1)
+        if cov.first_day is not None:
+            wlo = max(wlo, cov.first_day)
+        params = {"as_of": as_of, "windows": list(windows), "first": cov.first_day, "lo": lo, "hi": hi, "wlo": wlo}
         rows = conn.execute(sql, params).fetchall()
         return [
             SummaryRow(
