@@ -17,7 +17,7 @@ from stx_pipeline.devtools.resources import pipeline_resources
 from stx_pipeline.operations.status import build_report
 from stx_pipeline.schema import CREATE_TABLE_SQL, TABLE, USER_TX_TYPES
 from stx_pipeline.storage import duplicate_tx_ids, replace_day
-from stx_pipeline.storage.activity_metrics import COHORTS, DAILY, PERIODS, derive_all, stored_range
+from stx_pipeline.storage.activity_metrics import BOUNDS, COHORTS, DAILY, PERIODS, derive_all, stored_range
 from stx_pipeline.storage.aggregates import (
     FIRST_SEEN,
     TYPE_DAY,
@@ -218,6 +218,22 @@ def test_a_refetched_old_day_moves_cohorts_in_weeks_it_did_not_touch(tmp_path: P
     refresh_stale(conn)
     assert kept(conn) == scratch(conn)
     assert dict(kept(conn)["first"]) == before and kept(conn)["cohorts"] == cells_before
+
+
+def test_aggregates_built_before_the_activity_tables_are_rebuilt_whole(tmp_path: Path):
+    """A database whose aggregates predate the activity tables (last session's): the next refresh marks every
+    partition unbuilt in one transaction and rebuilds them all, not only the stale ones."""
+    conn = duckdb.connect(str(tmp_path / "m.duckdb"))
+    days = [D0 + dt.timedelta(days=i) for i in range(5)]
+    for i, day in enumerate(days):
+        replace_day(conn, day, day_rows(conn, day, 15, 40 + i))
+    refresh_stale(conn)
+    for table in (DAILY, PERIODS, COHORTS, BOUNDS):
+        conn.execute(f"DROP TABLE {table}")
+    assert stale_days(conn) == days  # no activity tables: nothing counts as built
+    replace_day(conn, days[2], day_rows(conn, days[2], 9, 77))
+    assert refresh_days(conn, [days[2]]) == days  # the asset asked for one day; all five were rebuilt
+    assert stale_days(conn) == [] and kept(conn) == scratch(conn)
 
 
 def raw_only_copy(conn: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyConnection:
