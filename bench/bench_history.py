@@ -13,6 +13,8 @@ Each step runs in a fresh child process, so its peak RSS is its own:
   3. replace   `replace_day` of one old day re-fetched with changed content (a 20,000-row day), 5 times: its rate
   4. topup     the dashboard after that re-fetch (only the stale day's aggregates rebuilt, then the page; also
                `refresh_s` and `page_s` apart)
+  4b. newday  the daily top-up: the next day written (replace_day), its aggregates refreshed, the page
+  4c. refetch an old day re-fetched with changed fees and the same transactions, refreshed, the page
   5. status    `build_report` with no instance, and with a DAGSTER_HOME holding an instance but no webserver
   6. checks    the run's tx_id check (5 days and their reach) vs the whole-table audit
 
@@ -97,6 +99,38 @@ def step(name: str, db: str, out: str) -> dict[str, float]:
                 times.append(time.perf_counter() - s)
             result["replace_day_s"] = sorted(times)[2]
             result["replace_day_rows"] = len(table)
+    elif name in ("newday", "refetch"):
+        # newday: the daily top-up (the next day, the last day's rows one day later under new tx_ids);
+        # refetch: an old day re-fetched with changed fees, same transactions (no first-seen date moves).
+        from stx_pipeline.dashboard import compute_all
+        from stx_pipeline.storage.aggregates import refresh_stale
+
+        with duckdb.connect(db) as conn:
+            if name == "newday":
+                src = conn.execute("SELECT max(partition_date) FROM stx_transactions").fetchone()[0]
+                day = src + dt.timedelta(days=1)
+                select = (
+                    "SELECT * REPLACE (tx_id || '-n' AS tx_id, partition_date + 1 AS partition_date, "
+                    "block_time + INTERVAL 1 DAY AS block_time, burn_block_time + INTERVAL 1 DAY AS burn_block_time)"
+                )
+            else:
+                src = day = conn.execute("SELECT min(partition_date) + 200 FROM stx_transactions").fetchone()[0]
+                select = "SELECT * REPLACE (fee_ustx + 3 AS fee_ustx)"
+            table = conn.execute(f"{select} FROM stx_transactions WHERE partition_date = ?", [src]).to_arrow_table()
+            s = time.perf_counter()
+            replace_day(conn, day, table)
+            result["replace_day_s"] = time.perf_counter() - s
+            result["rows"] = len(table)
+            s = time.perf_counter()
+            result["refreshed_days"] = len(refresh_stale(conn))
+            result["refresh_s"] = time.perf_counter() - s
+        s = time.perf_counter()
+        build_dashboard_from_path(db, out)
+        result["page_s"] = time.perf_counter() - s
+        with duckdb.connect(db, read_only=True) as conn:
+            s = time.perf_counter()
+            compute_all(conn)
+            result["metrics_s"] = time.perf_counter() - s
     elif name == "checks":
         with duckdb.connect(db, read_only=True) as conn:
             last = conn.execute("SELECT max(partition_date) FROM stx_transactions").fetchone()[0]
@@ -144,7 +178,7 @@ def run(rows: int, days: int, raw_db: Path | None = None, split: bool = False) -
         if raw_db is not None:
             shutil.copyfile(raw_db, db)
         suffix = "_split" if split else ""
-        for name in ("record", f"scratch{suffix}", "replace", f"topup{suffix}", "checks"):
+        for name in ("record", f"scratch{suffix}", "replace", f"topup{suffix}", "newday", "refetch", "checks"):
             r = child(name, db, out)
             print(f"  {name:8} " + "  ".join(f"{k}={v:,.3f}" for k, v in r.items()), flush=True)
         home = Path(tmp) / "home"
