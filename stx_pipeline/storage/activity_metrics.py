@@ -173,8 +173,8 @@ def derive_cohorts(
         )
     # The moved cohorts' other weeks: only their wallets' rows are read (a scan of the address column), and only
     # when a wallet moved to another week (a daily top-up moves none).
-    moved = conn.execute(f"SELECT count(*) FROM {cohorts}").fetchone()
-    if moved is None or moved[0] == 0:
+    moved = conn.execute(f"SELECT min(cohort) FROM {cohorts}").fetchone()
+    if moved is None or moved[0] is None:
         conn.execute("DROP TABLE IF EXISTS temp.act_weeks")
         return
     conn.execute(
@@ -184,13 +184,15 @@ def derive_cohorts(
                 WHERE {week("first_day")} IN (SELECT cohort FROM {cohorts})
             ),
             ww AS (
+                -- a member is active only from its first day, in or after the earliest moved cohort's week
                 SELECT DISTINCT w.address, {week("w.day")} AS wk FROM {wallet_day} w
-                WHERE w.address IN (SELECT address FROM members)
+                WHERE w.day >= CAST($since AS DATE) AND w.address IN (SELECT address FROM members)
             )
             SELECT m.cohort, ww.wk, count(*)
             FROM ww JOIN members m ON m.address = ww.address
             WHERE ww.wk NOT IN (SELECT wk FROM act_weeks)
-            GROUP BY ALL"""
+            GROUP BY ALL""",
+        {"since": moved[0]},
     )
     conn.execute("DROP TABLE IF EXISTS temp.act_weeks")
 

@@ -240,12 +240,18 @@ def _move_first_seen(conn: duckdb.DuckDBPyConnection, in_chunk: str, bounds: dic
             FROM t""",
         bounds,
     )
-    conn.execute(
-        f"""UPDATE agg_first_change c SET new_first = r.first_day
-            FROM (SELECT address, min(day) AS first_day FROM {WALLET_DAY}
-                  WHERE address IN (SELECT address FROM agg_first_change WHERE rescan) GROUP BY address) r
-            WHERE c.rescan AND c.address = r.address"""
-    )
+    # A rescanned wallet's new first day is after its old one: only those days are read (zone maps skip the
+    # rest, so a re-fetch near the newest day reads little).
+    since = conn.execute("SELECT min(old_first) FROM agg_first_change WHERE rescan").fetchone()
+    if since is not None and since[0] is not None:
+        conn.execute(
+            f"""UPDATE agg_first_change c SET new_first = r.first_day
+                FROM (SELECT address, min(day) AS first_day FROM {WALLET_DAY}
+                      WHERE day >= CAST($since AS DATE)
+                        AND address IN (SELECT address FROM agg_first_change WHERE rescan) GROUP BY address) r
+                WHERE c.rescan AND c.address = r.address""",
+            {"since": since[0]},
+        )
     conn.execute("DELETE FROM agg_first_change WHERE old_first IS NOT DISTINCT FROM new_first")
     conn.execute(f"DELETE FROM {FIRST_SEEN} WHERE address IN (SELECT address FROM agg_first_change)")
     conn.execute(
