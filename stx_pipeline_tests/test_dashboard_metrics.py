@@ -137,11 +137,15 @@ def make_db(path: Path, rows: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection
     return conn
 
 
-@pytest.fixture(params=["raw", "aggregates"])
-def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+# Module-scoped: the tests only read (the one that changes the session TimeZone sets it back), and building the
+# file and its aggregates per test was most of this module's time.
+@pytest.fixture(scope="module", params=["raw", "aggregates"])
+def conn(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """The same rows read two ways: a raw table only (the page derives every table from it) and with the
     persisted aggregates built (the page reads them): every hand-computed figure must hold for both."""
-    c = make_db(tmp_path / "stx.duckdb", fixture_rows())
+    c = make_db(tmp_path_factory.mktemp(request.param) / "stx.duckdb", fixture_rows())
     if request.param == "aggregates":
         refresh_stale(c)
         assert aggregates_fresh(c)
@@ -149,7 +153,7 @@ def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[duckdb.Duck
     c.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def data(conn: duckdb.DuckDBPyConnection) -> DashboardData:
     return metrics.compute_all(conn)
 
@@ -333,7 +337,10 @@ def test_tx_by_type_status_and_fees(data: DashboardData) -> None:
 
 def test_session_timezone_does_not_move_days(conn: duckdb.DuckDBPyConnection, data: DashboardData) -> None:
     conn.execute("SET TimeZone = 'Pacific/Kiritimati'")
-    assert metrics.daily_wallets(conn) == data.daily
+    try:
+        assert metrics.daily_wallets(conn) == data.daily
+    finally:
+        conn.execute("RESET TimeZone")
 
 
 def test_working_tables_are_dropped(conn: duckdb.DuckDBPyConnection) -> None:
