@@ -355,14 +355,16 @@ VALUE_CHART_IDS = (
 )
 
 
-@pytest.fixture
-def value_site(tmp_path: Path) -> Path:
-    conn = build_value_history(tmp_path / "v.duckdb", value_history())
+@pytest.fixture(scope="module")
+def value_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once per module: the tests using it only read the pages."""
+    root = tmp_path_factory.mktemp("value")
+    conn = build_value_history(root / "v.duckdb", value_history())
     try:
-        write_dashboard(conn, tmp_path / "site", built_at=BUILT_AT)
+        write_dashboard(conn, root / "site", built_at=BUILT_AT)
     finally:
         conn.close()
-    return tmp_path / "site"
+    return root / "site"
 
 
 def row_cells(html: str, first_cell: str) -> list[str]:
