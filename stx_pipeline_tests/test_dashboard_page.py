@@ -93,16 +93,22 @@ def json_script(html: str, element_id: str) -> object:
     return json.loads(text)
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+# Module-scoped: most tests only read the database and the page; the two that rewrite a site use `fresh_site`.
+@pytest.fixture(scope="module")
+def conn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
     rows = [*fixture_rows(), tx(date(2025, 3, 27), A, HOSTILE_TYPE, fee=7)]
-    c = make_db(tmp_path / "stx.duckdb", rows)
+    c = make_db(tmp_path_factory.mktemp("db") / "stx.duckdb", rows)
     yield c
     c.close()
 
 
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, conn: duckdb.DuckDBPyConnection) -> DashboardResult:
+    return write_dashboard(conn, tmp_path_factory.mktemp("page") / "site", built_at=BUILT_AT)
+
+
 @pytest.fixture
-def site(tmp_path: Path, conn: duckdb.DuckDBPyConnection) -> DashboardResult:
+def fresh_site(tmp_path: Path, conn: duckdb.DuckDBPyConnection) -> DashboardResult:
     return write_dashboard(conn, tmp_path / "site", built_at=BUILT_AT)
 
 
@@ -127,7 +133,8 @@ def page_weight(page: Path) -> int:
     return page.stat().st_size + sum((page.parent / str(src)).stat().st_size for src in srcs)
 
 
-def test_page_and_library_are_written(site: DashboardResult, tmp_path: Path) -> None:
+def test_page_and_library_are_written(fresh_site: DashboardResult, tmp_path: Path) -> None:
+    site = fresh_site
     out = tmp_path / "site"
     assert site.path == out / "index.html" and site.path.is_file()
     library = out / LIBRARY
@@ -205,8 +212,9 @@ def test_totals_json_matches_duckdb(site: DashboardResult, conn: duckdb.DuckDBPy
 
 
 def test_rewrite_is_atomic_and_keeps_an_unchanged_library(
-    site: DashboardResult, conn: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh_site: DashboardResult, conn: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    site = fresh_site
     out = tmp_path / "site"
     library = out / LIBRARY
     inode = library.stat().st_ino
@@ -225,7 +233,9 @@ def test_rewrite_is_atomic_and_keeps_an_unchanged_library(
     assert sorted(p.name for p in out.iterdir()) == ["assets", "index.html", "value.html"]
 
 
-def test_changed_library_is_replaced(site: DashboardResult, conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+def test_changed_library_is_replaced(
+    fresh_site: DashboardResult, conn: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
     library = tmp_path / "site" / LIBRARY
     library.write_text("stale")
     write_dashboard(conn, tmp_path / "site", built_at=BUILT_AT)
