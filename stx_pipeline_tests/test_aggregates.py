@@ -186,6 +186,7 @@ def test_aggregates_equal_a_from_scratch_computation_after_any_sequence_of_repla
     assert kept(conn) == scratch(conn)
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_a_refetched_old_day_moves_cohorts_in_weeks_it_did_not_touch(tmp_path: Path):
     """Three weeks of days; then the first days are re-fetched without most of their wallets, whose first-seen dates
     move to a later week: their cohort cells in the untouched later weeks move with them (equal to scratch), and
@@ -245,6 +246,7 @@ def raw_only_copy(conn: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBP
     return copy
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_the_dashboard_is_the_same_from_aggregates_and_from_the_raw_table(tmp_path: Path):
     from stx_pipeline.dashboard import build_dashboard_from_path, compute_all
 
