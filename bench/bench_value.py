@@ -45,6 +45,7 @@ def step(name: str, db: str) -> dict[str, float]:
         VALUE_DAY,
         VALUE_WALLET_DAY,
         WALLET_VALUE,
+        WALLET_VALUE_SELECT,
         refresh_value_partitions,
     )
 
@@ -75,6 +76,13 @@ def step(name: str, db: str) -> dict[str, float]:
             refresh_stale(conn)
             for table in (VALUE_WALLET_DAY, VALUE_DAY, WALLET_VALUE):
                 result[f"{table}_rows"] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            # The incremental build equals the from-scratch SELECT (1 = yes): a check at a size tests do not reach.
+            scratch = WALLET_VALUE_SELECT.format(source=VALUE_WALLET_DAY, days="")
+            diff = conn.execute(
+                f"SELECT count(*) FROM (({scratch}) EXCEPT ALL SELECT * FROM {WALLET_VALUE}) "
+                f"UNION ALL SELECT count(*) FROM (SELECT * FROM {WALLET_VALUE} EXCEPT ALL ({scratch}))"
+            ).fetchall()
+            result["wallet_value_equals_scratch"] = float(all(n == 0 for (n,) in diff))
         elif name == "newday":
             day = conn.execute("SELECT max(partition_date) FROM held_day").fetchone()[0]
             table = conn.execute("SELECT * FROM held_day").to_arrow_table()
