@@ -6,6 +6,10 @@ PYTHON_VERSION ?= 3.11
 UV_VERSION ?= 0.13.9
 VENV := .venv
 BIN := $(VENV)/bin
+# Bytecode compiled at install (pip does it by default, uv only when asked): where PYTHONDONTWRITEBYTECODE is set,
+# every process would otherwise compile Dagster, pydantic and DuckDB's Python side from source on each start
+# (measured: `stx-pipeline status` 0.85 s -> 0.41 s, `import dagster` 2.8 s -> 1.1 s, docs/BENCHMARKS.md).
+export UV_COMPILE_BYTECODE := 1
 # The instance lives in the project: dagster.yaml here, everything it writes under .dagster/.
 export DAGSTER_HOME ?= $(CURDIR)
 
@@ -26,6 +30,7 @@ help: ## list the commands
 $(VENV)/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	uv sync --frozen --python $(PYTHON_VERSION)
+	$(BIN)/python -m compileall -q stx_pipeline
 	@touch $@
 
 install: $(VENV)/.installed ## install the locked dependencies into .venv (only what is missing)
