@@ -266,7 +266,12 @@ def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]
     for table in (VALUE_WALLET_DAY, VALUE_DAY):
         conn.execute(f"DELETE FROM {table} WHERE {in_days}", bounds)
     user_types = {"user_types": list(USER_TX_TYPES), **bounds}
-    conn.execute(f"INSERT INTO {VALUE_WALLET_DAY} {VALUE_WALLET_DAY_SELECT.format(where='AND ' + in_days)}", user_types)
+    # Ordered by day: zone maps then find a recent day's rows (value_r below) without reading the whole last chunk.
+    conn.execute(
+        f"INSERT INTO {VALUE_WALLET_DAY} SELECT * FROM ({VALUE_WALLET_DAY_SELECT.format(where='AND ' + in_days)}) "
+        "ORDER BY day, partition_date",
+        user_types,
+    )
     conn.execute(f"INSERT INTO {VALUE_DAY} {VALUE_DAY_SELECT.format(where='AND ' + in_days)}", user_types)
     # New rows of addresses with nothing stored in or after the refreshed partitions: added to their stored row.
     # (An address the partitions held before has its last_partition in them: never here.)
