@@ -212,6 +212,7 @@ def build_stepwise(path: Path, days: dict[dt.date, list[dict[str, Any]]], order:
     return conn
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 def test_the_same_rows_whatever_the_order_and_the_steps_of_the_writes(conn, tmp_path: Path):
     want = kept(conn)
     assert conn.execute(
@@ -481,6 +482,7 @@ def random_day(rng: random.Random, day: dt.date) -> list[dict[str, Any]]:
     return [r for r in rows if r["partition_date"] == day]
 
 
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
 @pytest.mark.parametrize("seed", range(3))
 def test_any_sequence_of_day_replaces_equals_a_computation_from_scratch(tmp_path: Path, seed: int):
     rng = random.Random(seed)
