@@ -232,38 +232,31 @@ class _EventLogStorage(SqliteEventLogStorage):
         self._files.close()
 
 
-class _RunStorage(SqliteRunStorage):
+class _OneFileConnections:
+    """For Dagster's single-file SQLite storages (runs.db, schedules.db): `connect` through SqliteFiles."""
+
+    _conn_string: str
+
+    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
+        self._files = SqliteFiles()
+        super().__init__(conn_string, inst_data)  # type: ignore[call-arg]  # the Dagster storage's own __init__
+
+    @contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        with self._files.connection(self._conn_string, sa.make_url(self._conn_string).database or "") as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        super().dispose()  # type: ignore[misc]
+        self._files.close()
+
+
+class _RunStorage(_OneFileConnections, SqliteRunStorage):
     """Dagster's SQLite run storage (runs.db); connections through SqliteFiles."""
 
-    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
-        self._files = SqliteFiles()
-        super().__init__(conn_string, inst_data)
 
-    @contextmanager
-    def connect(self) -> Iterator[sa.Connection]:
-        with self._files.connection(self._conn_string, sa.make_url(self._conn_string).database or "") as conn:
-            yield conn
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._files.close()
-
-
-class _ScheduleStorage(SqliteScheduleStorage):
+class _ScheduleStorage(_OneFileConnections, SqliteScheduleStorage):
     """Dagster's SQLite schedule storage (schedules.db: ticks, backfills); connections through SqliteFiles."""
-
-    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
-        self._files = SqliteFiles()
-        super().__init__(conn_string, inst_data)
-
-    @contextmanager
-    def connect(self) -> Iterator[sa.Connection]:
-        with self._files.connection(self._conn_string, sa.make_url(self._conn_string).database or "") as conn:
-            yield conn
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._files.close()
 
 
 class SqliteStorage(DagsterSqliteStorage):
