@@ -111,6 +111,16 @@ function dualAxes(leftValues, rightValues, leftTitle, rightTitle, rightColor, le
   };
 }
 
+// Bars per day on the left axis and a line on the right (the fee charts of both pages).
+function barsAndLine(id, day, bars, barName, barTitle, lineValues, lineName, lineTitle, barFormat, lineFormat) {
+  draw(id, [
+    { type: "bar", name: barName, x: day, y: bars, marker: { color: COLORS[0] } },
+    Object.assign(line(lineName, day, lineValues, COLORS[1]), { yaxis: "y2" })
+  ], merge({ xaxis: { title: { text: "Day (UTC)" } } },
+           dualAxes(bars, lineValues, barTitle, lineTitle, COLORS[1], barFormat, lineFormat)),
+     day.length > 0);
+}
+
 // Date-axis ticks on the Mondays the weekly bars stand for: tick0 is the first bar's Monday and the step a
 // whole number of weeks, chosen so that no more than about 12 labels are shown.
 function weeklyAxis(starts) {

@@ -49,12 +49,8 @@ stacked("chart-tx-type", data.tx_by_type, "Transactions");
 stacked("chart-tx-status", data.tx_by_status, "Transactions");
 
 var f = data.fees;
-draw("chart-fees", [
-  { type: "bar", name: "Fees per day (STX)", x: f.day, y: f.fees_stx, marker: { color: COLORS[0] } },
-  Object.assign(line("Mean fee per transaction (STX)", f.day, f.mean_fee_stx, COLORS[1]), { yaxis: "y2" })
-], merge({ xaxis: { title: { text: "Day (UTC)" } } },
-         dualAxes(f.fees_stx, f.mean_fee_stx, "Fees per day (STX)", "Mean fee (STX)", COLORS[1], "~s", "~g")),
-   f.day.length > 0);
+barsAndLine("chart-fees", f.day, f.fees_stx, "Fees per day (STX)", "Fees per day (STX)",
+            f.mean_fee_stx, "Mean fee per transaction (STX)", "Mean fee (STX)", "~s", "~g");
 
 var c = data.cohorts;
 var labels = c.cohort.map(function (wk, i) { return wk + " (" + c.size[i].toLocaleString("en-US") + ")"; });

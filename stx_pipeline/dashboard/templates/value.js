@@ -59,12 +59,8 @@ draw("chart-cohort-retention", [bandHeatmap({
        margin: { l: 150, r: 20, t: 10, b: 40 } }, hasRet, "No cohort has a stored day 1 after its last activation yet.");
 
 var d = data.days;
-draw("chart-network-fees", [
-  { type: "bar", name: "Network fees per day (STX)", x: d.day, y: d.network_fee_stx, marker: { color: COLORS[0] } },
-  Object.assign(line("Trailing 30 days (STX)", d.day, d.trailing_30_fee_stx, COLORS[1]), { yaxis: "y2" })
-], merge({ xaxis: { title: { text: "Day (UTC)" } } },
-         dualAxes(d.network_fee_stx, d.trailing_30_fee_stx, "Fees per day (STX)", "Trailing 30 d (STX)", COLORS[1], "~g", "~g")),
-   d.day.length > 0);
+barsAndLine("chart-network-fees", d.day, d.network_fee_stx, "Network fees per day (STX)", "Fees per day (STX)",
+            d.trailing_30_fee_stx, "Trailing 30 days (STX)", "Trailing 30 d (STX)", "~g", "~g");
 
 draw("chart-rates", [
   line("Sponsored share", d.day, d.sponsored_share, COLORS[2]),
