@@ -173,8 +173,8 @@ def set_pipeline_env(work: Path, url: str, rpm: float | None, days_per_run: int)
 def dagster_in_process(work: Path, url: str, days: list[dt.date], rpm: float | None, days_per_run: int) -> dict:
     """The range in batches of `days_per_run` as `stx-pipeline backfill --in-process` runs it
     (operations/backfill.py `run_in_process`: the code location's job resolved once, `execute_in_process` per
-    batch with the range tags the daemon's multi-run policy sets), recorded in a temporary instance from the
-    project's dagster.yaml."""
+    batch with the range tags the daemon's multi-run policy sets, the runs sharing one listing of all days:
+    hiro/backfill_listing.py), recorded in a temporary instance from the project's dagster.yaml."""
     from stx_pipeline.devtools.dagster_env import make_dagster_home
 
     home = make_dagster_home(work)
@@ -186,11 +186,13 @@ def dagster_in_process(work: Path, url: str, days: list[dt.date], rpm: float | N
     from stx_pipeline.assets.transactions import ASSET_KEY
     from stx_pipeline.days import range_tags
     from stx_pipeline.definitions import build_definitions
+    from stx_pipeline.hiro.backfill_listing import backfill_listing
     from stx_pipeline.settings import Settings
 
     batches = [days[i : i + days_per_run] for i in range(0, len(days), days_per_run)]
     per_run: list[dict[str, Any]] = []
-    with dg.DagsterInstance.get() as instance:
+    # As run_in_process: the runs share one client and one listing (the next run's first day listed as one ends).
+    with dg.DagsterInstance.get() as instance, backfill_listing(days):
         job = build_definitions(Settings.from_env()).resolve_implicit_global_asset_job_def()
         # The clock starts with the instance open and the job built: the process's start-up, paid once by a
         # `backfill --in-process` and by the daemon before any run (a run worker's start-up: see `share`).

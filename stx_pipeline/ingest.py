@@ -29,6 +29,7 @@ import requests
 import urllib3.exceptions
 
 from stx_pipeline.hiro import EndpointGoneError, HiroApiError, HiroClient, QuotaExhaustedError
+from stx_pipeline.hiro.backfill_listing import BackfillListing
 from stx_pipeline.hiro.client import Logger
 from stx_pipeline.hiro.strategy import DayFetcher
 from stx_pipeline.storage import StorageError, check_database_path, day_counts, duplicate_tx_ids, is_lock_error
@@ -163,16 +164,23 @@ def read_back(conn: duckdb.DuckDBPyConnection, result: IngestResult) -> None:
 
 
 def ingest_days(
-    days: list[dt.date], client: HiroClient, fetcher: DayFetcher, storage: Storage, log: Logger
+    days: list[dt.date],
+    client: HiroClient,
+    fetcher: DayFetcher,
+    storage: Storage,
+    log: Logger,
+    shared: BackfillListing | None = None,
 ) -> IngestResult:
     """Fetch and write `days` in order under the policy above. Raises StorageError when the history cannot be
-    opened for writing (before the first request when the path is unusable); API errors end up in `failures`."""
+    opened for writing (before the first request when the path is unusable); API errors end up in `failures`.
+    `shared`: the in-process backfill this run belongs to (its days come from the listing of the whole plan, the
+    next run's first day listed while this run ends); `client` and `fetcher` are then its."""
     started = time.monotonic()
     result = IngestResult(days=list(days))
     check_writable(storage)
     # Days are listed one ahead on the shared pacer while the previous one is written (DayFetcher.fetch_days);
     # leaving the loop (a stop, a failed write) gives up the day listed ahead before its next request.
-    with closing(fetcher.fetch_days(days)) as listings:
+    with shared.take(days, log) if shared is not None else closing(fetcher.fetch_days(days)) as listings:
         for day, outcome in listings:
             if isinstance(outcome, HiroApiError):
                 exc = outcome
@@ -221,7 +229,7 @@ def ingest_days(
                 f"{day}: {fetched.total} transactions in {fetched.pages} pages, "
                 f"fetched in {fetched.seconds:.1f}s, written in {write_s:.2f}s"
             )
-    result.stats = client.stats.snapshot()
+    result.stats = shared.run_stats() if shared is not None else client.stats.snapshot()
     result.api_strategy = fetcher.active
     result.switched_to_v3 = fetcher.switched_to_v3
     result.seconds = time.monotonic() - started

@@ -9,6 +9,7 @@ import datetime as dt
 import dagster as dg
 
 from stx_pipeline.days import ASSET_NAME
+from stx_pipeline.hiro import backfill_listing
 from stx_pipeline.ingest import IngestResult, ingest_days
 from stx_pipeline.resources import HiroApiResource, StorageResource
 from stx_pipeline.storage import StorageError
@@ -54,11 +55,19 @@ def build_stx_transactions(partitions_def: dg.PartitionsDefinition, days_per_run
         context: dg.AssetExecutionContext, hiro: HiroApiResource, storage: StorageResource
     ) -> dg.MaterializeResult:
         days = partition_days(context.partition_time_window)
+        # A run of `backfill --in-process` takes its days from the backfill's one listing (hiro/backfill_listing.py).
+        shared = backfill_listing.active()
+        if shared is not None and shared.index_of(days) is None:
+            shared = None
         try:
-            with hiro.client(context.log) as client:
-                # STX_API_STRATEGY; an `auto` switch to v3 lasts the run.
-                fetcher = hiro.day_fetcher(client, context.log)
-                result = ingest_days(days, client, fetcher, storage.backend(), context.log)
+            if shared is not None:
+                client, fetcher = shared.open(hiro.client, hiro.day_fetcher)
+                result = ingest_days(days, client, fetcher, storage.backend(), context.log, shared=shared)
+            else:
+                with hiro.client(context.log) as client:
+                    # STX_API_STRATEGY; an `auto` switch to v3 lasts the run.
+                    fetcher = hiro.day_fetcher(client, context.log)
+                    result = ingest_days(days, client, fetcher, storage.backend(), context.log)
         except StorageError as exc:  # an unusable database: the run's message, no retry fixes it
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         if result.failures:

@@ -256,6 +256,7 @@ def run_in_process(
 
     from stx_pipeline.assets.transactions import ASSET_KEY
     from stx_pipeline.definitions import build_definitions
+    from stx_pipeline.hiro.backfill_listing import backfill_listing
     from stx_pipeline.partitions import day_statuses
 
     resolve_dagster_home()
@@ -266,7 +267,9 @@ def run_in_process(
     started = time.monotonic()
     rows = 0
     done = 0
-    with _progress(console) as bar:
+    # The runs share one client and one listing of every day: run k+1's first day is listed while run k ends.
+    plan = [day for first, last in batches for day in days_between(first, last)]
+    with _progress(console) as bar, backfill_listing(plan):
         task = bar.add_task("in-process", total=len(days), failed=0, rows=0, rate="")
         for first, last in batches:
             n = (last - first).days + 1
