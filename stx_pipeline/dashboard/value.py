@@ -241,17 +241,24 @@ def _wallets_sql(src: _Sources, capped: bool) -> str:
     return f"SELECT * FROM ({rows}) WHERE first_day IS NOT NULL"
 
 
+# `kept` of a wallet: the number of RETENTION_DAYS n with last_day >= first_day + n (retained at the i-th day N iff
+# kept > i; RETENTION_DAYS ascend). One CASE on the day difference, longest first: a lambda over the list per
+# wallet cost 2.5x as much.
+_KEPT = (
+    "CASE "
+    + " ".join(f"WHEN last_day - first_day >= {n} THEN {i + 1}" for i, n in reversed(list(enumerate(RETENTION_DAYS))))
+    + " ELSE 0 END"
+)
+
 # Working tables of one compute_value (TEMP: allowed on a read-only connection, gone with it):
-#   value_w  the per-wallet rows as of $as_of
-#   value_k  the same counted by activation day, segment flags and `kept`, the number of RETENTION_DAYS n with
-#            last_day >= first_day + n (retained at the i-th day N iff kept > i): retention reads ~days x 48 rows
+#   value_w  the per-wallet rows as of $as_of: a view of wallet_value when it serves (copying its ~1.4M rows
+#            cost more than the few scans of it), else a table of the rows recomputed from the per-day rows
+#   value_k  the same counted by activation day, segment flags and `kept`: retention reads ~days x 48 rows
 #            instead of one per wallet.
 _WORK = {
     "value_w": "SELECT * EXCLUDE (address) FROM ({wallets})",  # the addresses are never shown: not copied
     "value_k": f"""SELECT first_day, {SEGMENTS["funded"][0]} AS funded, {SEGMENTS["active"][0]} AS active,
-                          {SEGMENTS["value"][0]} AS value,
-                          len(list_filter($retention_days, lambda n: last_day >= first_day + n)) AS kept,
-                          count(*) AS n
+                          {SEGMENTS["value"][0]} AS value, {_KEPT} AS kept, count(*) AS n
                    FROM value_w GROUP BY ALL""",
 }
 
@@ -305,16 +312,40 @@ def cohort_values(conn: Conn, params: dict, period: Period, first_day: date) -> 
     return out
 
 
-def horizon_summary(conn: Conn, params: dict) -> list[HorizonSummary]:
-    """Fee value per horizon over the wallets activated at least N - 1 days before as_of."""
-    cols = ", ".join(
+def _horizon_cols() -> str:
+    """Fee value per horizon over the wallets activated at least N - 1 days before as_of: count, mean, median."""
+    return ", ".join(
         f"count(*) FILTER (WHERE {r}), avg(fee_{h}) FILTER (WHERE {r}), median(fee_{h}) FILTER (WHERE {r})"
         for h in FEE_HORIZONS
         for r in [f"first_day + {h - 1} <= CAST($as_of AS DATE)"]
     )
-    row = _run(conn, f"SELECT {cols} FROM value_w", params).fetchone()
+
+
+# The fee_30 histogram's bin of a wallet: 0 for no fee, else 1 + the number of FEE_BIN_EDGES <= fee_30 (one CASE,
+# highest edge first: a lambda over the edges per wallet cost several times as much).
+_BIN = (
+    "CASE WHEN fee_30 = 0 THEN 0 "
+    + " ".join(f"WHEN fee_30 >= {e} THEN {i + 2}" for i, e in reversed(list(enumerate(FEE_BIN_EDGES))))
+    + " ELSE 1 END"
+)
+
+
+def wallet_figures(conn: Conn, params: dict) -> tuple[int, list[HorizonSummary], list[FeeBin]]:
+    """One scan of the per-wallet rows: how many wallets, the fee value per horizon (horizon_summary's figures)
+    and the fee_30 histogram over the wallets whose first 30 days are stored (FEE_BIN_EDGES)."""
+    ripe30 = f"first_day + {TX_WINDOW - 1} <= CAST($as_of AS DATE)"
+    bins = ", ".join(f"count(*) FILTER (WHERE {ripe30} AND bin = {i})" for i in range(len(FEE_BIN_EDGES) + 2))
+    sql = f"SELECT count(*), {_horizon_cols()}, {bins} FROM (SELECT *, {_BIN} AS bin FROM value_w)"
+    row = _run(conn, sql, params).fetchone()
     assert row is not None
-    return [HorizonSummary(h, int(row[3 * i]), row[3 * i + 1], row[3 * i + 2]) for i, h in enumerate(FEE_HORIZONS)]
+    k = 1 + 3 * len(FEE_HORIZONS)
+    summary = [
+        HorizonSummary(h, int(row[1 + 3 * i]), row[2 + 3 * i], row[3 + 3 * i]) for i, h in enumerate(FEE_HORIZONS)
+    ]
+    lows = (0, 1, *FEE_BIN_EDGES)
+    highs = (0, *FEE_BIN_EDGES, None)
+    hist = [FeeBin(lo, hi, int(row[k + i])) for i, (lo, hi) in enumerate(zip(lows, highs, strict=True))]
+    return int(row[0]), summary, hist
 
 
 def retention_curves(conn: Conn, params: dict) -> list[RetentionCurve]:
@@ -343,19 +374,6 @@ def retention_curves(conn: Conn, params: dict) -> list[RetentionCurve]:
     return curves
 
 
-def fee_histogram(conn: Conn, params: dict) -> list[FeeBin]:
-    """Wallets whose first 30 days are stored, by 30-day fee value bin (FEE_BIN_EDGES)."""
-    sql = f"""
-        WITH b AS (SELECT CASE WHEN fee_30 = 0 THEN 0 ELSE 1 + len(list_filter($edges, lambda e: e <= fee_30)) END
-                          AS bin
-                   FROM value_w WHERE first_day + {TX_WINDOW - 1} <= CAST($as_of AS DATE))
-        SELECT bin, count(*) FROM b GROUP BY bin"""
-    counts = dict(_run(conn, sql, {**params, "edges": list(FEE_BIN_EDGES)}).fetchall())
-    lows = (0, 1, *FEE_BIN_EDGES)
-    highs = (0, *FEE_BIN_EDGES, None)
-    return [FeeBin(lo, hi, int(counts.get(i, 0))) for i, (lo, hi) in enumerate(zip(lows, highs, strict=True))]
-
-
 def value_days(conn: Conn, params: dict, src: _Sources) -> list[ValueDay]:
     """The per-day series up to as_of: network fees and their trailing 30 days, sponsored share, failed rate,
     new and returning wallets (active wallets of the day from the growth page's `agg_day_wallets`), STX
@@ -376,12 +394,15 @@ def value_days(conn: Conn, params: dict, src: _Sources) -> list[ValueDay]:
     return [ValueDay(*r) for r in _run(conn, sql, params).fetchall()]
 
 
-def compute_value(conn: Conn, as_of: date | None = None, period: Period | None = None) -> ValueData:
+def compute_value(
+    conn: Conn, as_of: date | None = None, period: Period | None = None, fresh: bool | None = None
+) -> ValueData:
     """The value page's data as of `as_of` (default and upper bound: the last stored day). The kept per-wallet
     table serves the last stored day; an earlier `as_of` recomputes the wallets from the per-day rows up to it.
     When the aggregates are stale or lack the value tables (a read-only look at a database no refresh has reached),
     the same SELECTs run over the raw table into TEMP tables: the same figures, at a full scan's cost.
-    Cohorts are weekly for a history up to WEEKLY_UNTIL_DAYS days, monthly beyond, unless `period` says."""
+    Cohorts are weekly for a history up to WEEKLY_UNTIL_DAYS days, monthly beyond, unless `period` says.
+    `fresh`: the caller's `aggregates_fresh(conn)`, when it has it (each look costs catalog queries)."""
     first, last = _bounds(conn)
     if first is None or last is None:
         return ValueData(as_of=None, first_day=None, period=period or "week")
@@ -394,27 +415,34 @@ def compute_value(conn: Conn, as_of: date | None = None, period: Period | None =
         "active_min": ACTIVE_MIN_TX,
         "value_min": VALUE_MIN_FEE_USTX,
         "quantiles": list(QUANTILES),
-        "retention_days": list(RETENTION_DAYS),
     }
+    views: set[str] = set()
     try:
-        src = _Sources() if value_aggregates_exist(conn) and aggregates_fresh(conn) else _raw_sources(conn)
-        wallets = _wallets_sql(src, capped=as_of < last)
+        kept = value_aggregates_exist(conn) and (aggregates_fresh(conn) if fresh is None else fresh)
+        src = _Sources() if kept else _raw_sources(conn)
+        capped = as_of < last
+        wallets = _wallets_sql(src, capped=capped)
         for name, sql in _WORK.items():
-            _run(conn, f"CREATE OR REPLACE TEMP TABLE {name} AS {sql.format(wallets=wallets)}", params)
-        n_wallets = conn.execute("SELECT count(*) FROM value_w").fetchone()
+            # wallet_value as it is: a view (its rows are read by a few scans); anything computed: a table, once.
+            kind = "VIEW" if name == "value_w" and src.kept and not capped else "TABLE"
+            if kind == "VIEW":
+                views.add(name)
+            _run(conn, f"CREATE OR REPLACE TEMP {kind} {name} AS {sql.format(wallets=wallets)}", params)
+        n_wallets, summary, histogram = wallet_figures(conn, params)
         days = value_days(conn, params, src)
         return ValueData(
             as_of=as_of,
             first_day=first,
             period=period,
-            wallets=int(n_wallets[0]) if n_wallets else 0,
-            summary=tuple(horizon_summary(conn, params)),
+            wallets=n_wallets,
+            summary=tuple(summary),
             network_fee_30d_ustx=days[-1].trailing_30_fee_ustx if days and days[-1].day == as_of else None,
             cohorts=tuple(cohort_values(conn, params, period, first)),
             retention=tuple(retention_curves(conn, params)),
-            fee_histogram=tuple(fee_histogram(conn, params)),
+            fee_histogram=tuple(histogram),
             days=tuple(days),
         )
     finally:
-        for name in (*_WORK, _RAW_SOURCES.wallet_day, _RAW_SOURCES.day):
-            conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+        # value_k (reads value_w) goes first; DuckDB refuses DROP TABLE on a view and the reverse.
+        for name in (*reversed(_WORK), _RAW_SOURCES.wallet_day, _RAW_SOURCES.day):
+            conn.execute(f"DROP {'VIEW' if name in views else 'TABLE'} IF EXISTS temp.{name}")
