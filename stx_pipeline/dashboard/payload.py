@@ -34,7 +34,10 @@ def _stacked(rows: Iterable[DayCount]) -> dict[str, Any]:
     index = {d: i for i, d in enumerate(days)}
     series: dict[str, list[int]] = {}
     for r in rows:
-        series.setdefault(r.category, [0] * len(days))[index[r.day]] = r.transactions
+        y = series.get(r.category)
+        if y is None:  # not setdefault: that built a list of every day for each row (0.65 s at 2,150 days)
+            y = series[r.category] = [0] * len(days)
+        y[index[r.day]] = r.transactions
     ordered = sorted(series, key=lambda c: (-sum(series[c]), c))
     return {"day": [_iso(d) for d in days], "series": [{"name": c, "y": series[c]} for c in ordered]}
 
