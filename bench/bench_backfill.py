@@ -186,41 +186,45 @@ def dagster_in_process(work: Path, url: str, days: list[dt.date], rpm: float | N
     from stx_pipeline.assets.transactions import ASSET_KEY
     from stx_pipeline.days import range_tags
     from stx_pipeline.definitions import build_definitions
-    from stx_pipeline.hiro.backfill_listing import backfill_listing
+    from stx_pipeline.operations.backfill import shared_listing
     from stx_pipeline.settings import Settings
 
     batches = [days[i : i + days_per_run] for i in range(0, len(days), days_per_run)]
     per_run: list[dict[str, Any]] = []
-    # As run_in_process: the runs share one client and one listing (the next run's first day listed as one ends).
-    with dg.DagsterInstance.get() as instance, backfill_listing(days):
-        job = build_definitions(Settings.from_env()).resolve_implicit_global_asset_job_def()
+    with dg.DagsterInstance.get() as instance:
+        settings = Settings.from_env()
+        defs = build_definitions(settings)
+        job = defs.resolve_implicit_global_asset_job_def()
         # The clock starts with the instance open and the job built: the process's start-up, paid once by a
         # `backfill --in-process` and by the daemon before any run (a run worker's start-up: see `share`).
         started = time.monotonic()
-        for batch in batches:
-            t0 = time.monotonic()
-            result = job.execute_in_process(
-                instance=instance,
-                asset_selection=[ASSET_KEY],
-                tags={**range_tags(batch[0], batch[-1]), "stx-pipeline/launched-by": "bench"},
-                raise_on_error=False,
-            )
-            run_s = time.monotonic() - t0
-            if not result.success:
-                raise SystemExit(f"run {batch[0]}..{batch[-1]} failed")
-            meta = result.get_asset_materialization_events()[0].materialization.metadata
-            per_run.append(
-                {
-                    "days": len(batch),
-                    "run_s": round(run_s, 2),
-                    "asset_s": float(meta["seconds"].value),  # type: ignore[arg-type]
-                    "rows": int(meta["dagster/row_count"].value),  # type: ignore[arg-type]
-                    "pages": int(meta["pages"].value),  # type: ignore[arg-type]
-                    "requests": int(meta["requests"].value),  # type: ignore[arg-type]
-                    "http_429_received": int(meta["http_429_received"].value),  # type: ignore[arg-type]
-                    "write_s": round(sum(d["write_s"] for d in meta["per_day"].value), 2),  # type: ignore[union-attr]
-                }
-            )
+        # As run_in_process: the runs share one client and one listing (the next run's first day listed as one
+        # ends, the first day from now on).
+        with shared_listing(defs, [(b[0], b[-1]) for b in batches], settings):
+            for batch in batches:
+                t0 = time.monotonic()
+                result = job.execute_in_process(
+                    instance=instance,
+                    asset_selection=[ASSET_KEY],
+                    tags={**range_tags(batch[0], batch[-1]), "stx-pipeline/launched-by": "bench"},
+                    raise_on_error=False,
+                )
+                run_s = time.monotonic() - t0
+                if not result.success:
+                    raise SystemExit(f"run {batch[0]}..{batch[-1]} failed")
+                meta = result.get_asset_materialization_events()[0].materialization.metadata
+                per_run.append(
+                    {
+                        "days": len(batch),
+                        "run_s": round(run_s, 2),
+                        "asset_s": float(meta["seconds"].value),  # type: ignore[arg-type]
+                        "rows": int(meta["dagster/row_count"].value),  # type: ignore[arg-type]
+                        "pages": int(meta["pages"].value),  # type: ignore[arg-type]
+                        "requests": int(meta["requests"].value),  # type: ignore[arg-type]
+                        "http_429_received": int(meta["http_429_received"].value),  # type: ignore[arg-type]
+                        "write_s": round(sum(d["write_s"] for d in meta["per_day"].value), 2),  # type: ignore[union-attr]
+                    }
+                )
     wall = time.monotonic() - started
     return {
         "wall_s": round(wall, 2),
@@ -467,7 +471,12 @@ def bench_peer(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ours_server = sim.stats()
     ours.pop("started"), ours.pop("ended")
     out["ours"] = {**ours, "sim_requests": ours_server["requests"], "sim_sent_429": ours_server["sent_429"]}
-    print(f"ours: outside the asset body {ours['dagster_outside_asset_s']} s over {ours['runs']} runs", flush=True)
+    print(
+        f"ours: wall {ours['wall_s']} s, wall/floor {ours['wall_s'] / floor_s:.3f}, "
+        f"429 sent {ours_server['sent_429']}; outside the asset body {ours['dagster_outside_asset_s']} s over "
+        f"{ours['runs']} runs (load average {os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
     names = [("ours (Dagster in-process)", "ours")]
     if not args.no_dlt_sequential:
         with simulator(args.txs_per_day, days, args.sim_rpm, args.latency_ms) as sim:

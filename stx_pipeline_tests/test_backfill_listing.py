@@ -171,3 +171,21 @@ def test_days_outside_the_plan_are_not_the_backfills():
     assert shared.index_of([SIX[0], SIX[2]]) is None  # not consecutive in the plan
     with backfill_listing(SIX), pytest.raises(RuntimeError, match="already running"), backfill_listing(SIX):
         pass
+
+
+def test_started_early_the_first_day_is_listed_before_the_first_run_and_counted_in_it(chain, tmp_path):
+    """`backfill --in-process` starts the listing once the plan is known, while Dagster sets up the first run."""
+    db = tmp_path / "e.duckdb"
+    with SimulatorServer(chain, FaultConfig(latency_ms=20)) as sim, backfill_listing(SIX[:4]) as shared:
+        shared.start(
+            lambda log: HiroClient(sim.url, pool_size=16, logger=log),
+            lambda hiro, log: DayFetcher(hiro, "v1", logger=log),
+        )
+        assert wait_for_requests(sim, pages(chain, SIX[:1])) >= pages(chain, SIX[:1])  # before any run
+        first = run(shared, db, SIX[:2])
+        second = run(shared, db, SIX[2:4])
+        sent = sim.stats()["requests"]
+    assert not first.failures and not second.failures
+    assert first.stored == {d: chain.day_total(d) for d in SIX[:2]}
+    assert second.stored == {d: chain.day_total(d) for d in SIX[2:4]}
+    assert sent == pages(chain, SIX[:4]) == first.stats["requests"] + second.stats["requests"]

@@ -29,7 +29,7 @@ from typing import Any
 
 from stx_pipeline.hiro.client import HiroClient, Logger
 from stx_pipeline.hiro.errors import HiroApiError
-from stx_pipeline.hiro.strategy import DayFetcher
+from stx_pipeline.hiro.strategy import DayFetcher, DayListing
 from stx_pipeline.hiro.transactions import DayFetch
 
 Listing = Iterator[tuple[dt.date, DayFetch | HiroApiError]]
@@ -64,7 +64,7 @@ class BackfillListing:
         self.log = RunLog()
         self.client: HiroClient | None = None
         self.fetcher: DayFetcher | None = None
-        self._listing: Listing | None = None
+        self._listing: DayListing | None = None
         self._next = 0  # index in `plan` of the day the open listing hands out next
         self._stats_seen: dict[str, int] = {}
 
@@ -86,6 +86,18 @@ class BackfillListing:
             self.client = make_client(self.log)
             self.fetcher = make_fetcher(self.client, self.log)
         return self.client, self.fetcher
+
+    def start(
+        self,
+        make_client: Callable[[Logger], HiroClient],
+        make_fetcher: Callable[[HiroClient, Logger], DayFetcher],
+    ) -> None:
+        """List the plan from its first day now, while the first run is being set up (its run, its resources, its
+        first events): the first run then finds its first day under way, as later runs do."""
+        _, fetcher = self.open(make_client, make_fetcher)
+        if self._listing is None and self.plan:
+            self._listing = fetcher.fetch_days(self.plan)
+            self._next = 0
 
     @contextmanager
     def take(self, days: Sequence[dt.date], log: Logger) -> Iterator[Listing]:
@@ -133,7 +145,7 @@ class BackfillListing:
     def _give_up(self) -> None:
         if self._listing is not None:
             listing, self._listing = self._listing, None
-            listing.close()  # type: ignore[attr-defined]  # a generator: gives up the days listed ahead
+            listing.close()  # gives up the days listed ahead
 
     def close(self) -> None:
         self._give_up()

@@ -93,54 +93,76 @@ class DayFetcher:
         with self._v3_lock:  # the v3 lister keeps run state (chain tip, block density): one day at a time
             return self._v3.fetch_day(day)
 
-    def fetch_days(
-        self, days: Iterable[dt.date], lookahead: int = 1
-    ) -> Iterator[tuple[dt.date, DayFetch | HiroApiError]]:
+    def fetch_days(self, days: Iterable[dt.date], lookahead: int = 1) -> DayListing:
         """Each day with its listing or the API error that lost it, in order, listing up to `lookahead` days
-        ahead of the one the caller is handling (of a large day, its first LOOKAHEAD_ROWS rows).
+        ahead of the one the caller is handling (of a large day, its first LOOKAHEAD_ROWS rows). The listing
+        starts at once, not at the first `next()`: a backfill can start it before its first run asks.
 
         At a round trip longer than the pacing interval a day listed alone leaves the budget unused while its last
         pages drain and while it is converted and written; the next day's pages fill those slots (every request
         still waits for the one shared pacer). Memory: the day handed out plus the first LOOKAHEAD_ROWS of the next.
-        A day's error is that day's alone. Closing the iterator (the caller stops the run, or fails writing)
+        A day's error is that day's alone. Closing the listing (the caller stops the run, or fails writing)
         gives up the days listed ahead: their next request is not sent, their retry waits end, and it returns
         once their threads are done. Use it in `contextlib.closing(...)`.
         """
+        return DayListing(self, days, lookahead)
+
+
+class DayListing(Iterator[tuple[dt.date, DayFetch | HiroApiError]]):
+    """The iterator `DayFetcher.fetch_days` returns (a class, not a generator: it lists from its creation, and
+    `close()` gives up the days listed ahead even before the first `next()`)."""
+
+    def __init__(self, fetcher: DayFetcher, days: Iterable[dt.date], lookahead: int) -> None:
         lookahead = max(0, lookahead)
-        given_up = threading.Event()
-        pending: deque[tuple[dt.date, threading.Event, Future[DayFetch]]] = deque()
-        remaining = iter(days)
-        listers = ThreadPoolExecutor(max_workers=1 + lookahead, thread_name_prefix="day")
+        self._fetcher = fetcher
+        self._given_up = threading.Event()
+        self._pending: deque[tuple[dt.date, threading.Event, Future[DayFetch]]] = deque()
+        self._remaining = iter(days)
+        self._handed_one = False
+        self._listers = ThreadPoolExecutor(max_workers=1 + lookahead, thread_name_prefix="day")
         # One page queue for the run, first come first served: day d's pages go before day d+1's, whose first
         # pages then take the workers d's last pages free. Enough workers to keep (1 + lookahead) days busy.
-        pages = ThreadPoolExecutor(max_workers=max(1, self.page_workers) * (1 + lookahead), thread_name_prefix="page")
+        self._pages = ThreadPoolExecutor(
+            max_workers=max(1, fetcher.page_workers) * (1 + lookahead), thread_name_prefix="page"
+        )
+        for _ in range(1 + lookahead):
+            self._list_next()
 
-        def list_next() -> None:
-            day = next(remaining, None)
-            if day is not None:
-                turn = threading.Event()  # set when the caller asks for this day: its predecessor is written
+    def _list_next(self) -> None:
+        day = next(self._remaining, None)
+        if day is None or self._given_up.is_set():
+            return
+        turn = threading.Event()  # set when the caller asks for this day: its predecessor is written
+        given_up = self._given_up
 
-                def hold(offset: int) -> None:
-                    # A day listed ahead holds at most LOOKAHEAD_ROWS rows until its turn: enough to fill the
-                    # predecessor's drain and write, and a run at 100,000 tx/day stays within its memory target.
-                    while offset >= LOOKAHEAD_ROWS and not turn.wait(0.05) and not given_up.is_set():
-                        pass
+        def hold(offset: int) -> None:
+            # A day listed ahead holds at most LOOKAHEAD_ROWS rows until its turn: enough to fill the
+            # predecessor's drain and write, and a run at 100,000 tx/day stays within its memory target.
+            while offset >= LOOKAHEAD_ROWS and not turn.wait(0.05) and not given_up.is_set():
+                pass
 
-                pending.append((day, turn, listers.submit(self.fetch, day, given_up.is_set, pages, hold)))
+        future = self._listers.submit(self._fetcher.fetch, day, given_up.is_set, self._pages, hold)
+        self._pending.append((day, turn, future))
 
+    def __next__(self) -> tuple[dt.date, DayFetch | HiroApiError]:
+        if self._handed_one:
+            self._list_next()  # only now: at most `lookahead` days are listed besides the one being written
+        if not self._pending or self._given_up.is_set():
+            self.close()
+            raise StopIteration
+        day, turn, future = self._pending.popleft()
+        turn.set()
         try:
-            for _ in range(1 + lookahead):
-                list_next()
-            while pending:
-                day, turn, future = pending.popleft()
-                turn.set()
-                try:
-                    outcome: DayFetch | HiroApiError = future.result()
-                except HiroApiError as exc:
-                    outcome = exc
-                yield day, outcome
-                list_next()  # only now: at most `lookahead` days are listed besides the one being written
-        finally:
-            given_up.set()
-            listers.shutdown(wait=True, cancel_futures=True)
-            pages.shutdown(wait=True)
+            outcome: DayFetch | HiroApiError = future.result()
+        except HiroApiError as exc:
+            outcome = exc
+        except BaseException:
+            self.close()
+            raise
+        self._handed_one = True
+        return day, outcome
+
+    def close(self) -> None:
+        self._given_up.set()
+        self._listers.shutdown(wait=True, cancel_futures=True)
+        self._pages.shutdown(wait=True)

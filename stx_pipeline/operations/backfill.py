@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -244,6 +246,26 @@ def plan_via_instance(window: list[dt.date], db_path: Storage | str, force: bool
     return plan_days(window, statuses, stored, force=force, pending=pending)
 
 
+@contextmanager
+def shared_listing(defs: Any, batches: list[tuple[dt.date, dt.date]], settings: Settings) -> Iterator[Any]:
+    """The one listing the in-process runs of `batches` share (hiro/backfill_listing.py), listing the first day
+    from now on while Dagster sets up the first run — once the history is known writable: with an unusable
+    STX_DUCKDB_PATH the runs fail before their first request, as they always did, and nothing is listed ahead."""
+    from stx_pipeline.hiro.backfill_listing import backfill_listing
+    from stx_pipeline.ingest import check_writable
+
+    plan = [day for first, last in batches for day in days_between(first, last)]
+    with backfill_listing(plan) as listing:
+        try:
+            check_writable(settings.storage_backend())
+        except StorageError:
+            pass  # the first run reports it
+        else:
+            hiro = defs.resources["hiro"].process_config_and_initialize()  # the runs' own resource, EnvVars read
+            listing.start(hiro.client, hiro.day_fetcher)
+        yield listing
+
+
 def run_in_process(
     days: list[dt.date],
     settings: Settings,
@@ -256,20 +278,19 @@ def run_in_process(
 
     from stx_pipeline.assets.transactions import ASSET_KEY
     from stx_pipeline.definitions import build_definitions
-    from stx_pipeline.hiro.backfill_listing import backfill_listing
     from stx_pipeline.partitions import day_statuses
 
     resolve_dagster_home()
     instance = dg.DagsterInstance.get()
-    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+    defs = build_definitions(settings)
+    job = defs.resolve_implicit_global_asset_job_def()
     outcome = Outcome(requested=days)
     batches = chunk_runs(days, settings.days_per_run)
     started = time.monotonic()
     rows = 0
     done = 0
     # The runs share one client and one listing of every day: run k+1's first day is listed while run k ends.
-    plan = [day for first, last in batches for day in days_between(first, last)]
-    with _progress(console) as bar, backfill_listing(plan):
+    with _progress(console) as bar, shared_listing(defs, batches, settings):
         task = bar.add_task("in-process", total=len(days), failed=0, rows=0, rate="")
         for first, last in batches:
             n = (last - first).days + 1
