@@ -55,10 +55,12 @@ def coverage(conn: Conn, ctx: Prepared | None = None) -> Coverage:
         return p.coverage
 
 
-def chain_totals(conn: Conn) -> ChainTotals:
-    """All stored rows, every type (system transactions included) and status."""
+def chain_totals(conn: Conn, fresh: bool | None = None) -> ChainTotals:
+    """All stored rows, every type (system transactions included) and status. `fresh`: the caller's
+    `aggregates_fresh(conn)`, when it has it."""
     # The per-day aggregates hold every row's count and fee when they are up to date; else the raw table.
-    source, count = (TYPE_DAY, "sum(n_tx)") if aggregates_fresh(conn) else (TABLE, "count(*)")
+    fresh = aggregates_fresh(conn) if fresh is None else fresh
+    source, count = (TYPE_DAY, "sum(n_tx)") if fresh else (TABLE, "count(*)")
     n, fees = conn.execute(f"SELECT coalesce({count}, 0), coalesce(sum(fee_ustx), 0) FROM {source}").fetchone() or (
         0,
         0,
@@ -391,9 +393,12 @@ def top_contracts(
         return [TopContract(cid, int(n), int(ok), int(callers), int(fee), fn) for cid, n, ok, callers, fee, fn in rows]
 
 
-def compute_all(conn: Conn, as_of: date | None = None) -> DashboardData:
-    totals = chain_totals(conn)
-    with prepared(conn) as p:
+def compute_all(conn: Conn, as_of: date | None = None, fresh: bool | None = None) -> DashboardData:
+    """Every figure of index.html. `fresh`: the caller's `aggregates_fresh(conn)`, when it has it (each look
+    costs several catalog queries)."""
+    fresh = aggregates_fresh(conn) if fresh is None else fresh
+    totals = chain_totals(conn, fresh)
+    with prepared(conn, fresh) as p:
         as_of = as_of or p.coverage.last_day
         return DashboardData(
             coverage=p.coverage,

@@ -85,12 +85,16 @@ def _coverage(conn: duckdb.DuckDBPyConnection, covered_days: str, type_source: s
 
 
 @contextmanager
-def prepared(conn: duckdb.DuckDBPyConnection) -> Iterator[Prepared]:
+def prepared(conn: duckdb.DuckDBPyConnection, fresh: bool | None = None) -> Iterator[Prepared]:
+    """The working tables: the persisted aggregates when `fresh` (default: `aggregates_fresh(conn)`), else TEMP
+    tables derived from the raw table."""
     suffix = uuid.uuid4().hex[:12]
     temps = {kind: f"stx_dash_{kind}_{suffix}" for kind in ("cd", "ws", "ts", "fs", "daily", "periods", "cohorts")}
     try:
         cd = temps["cd"]
-        if aggregates_fresh(conn):
+        if fresh is None:
+            fresh = aggregates_fresh(conn)
+        if fresh:
             names = {"ws": WALLET_DAY, "ts": TYPE_DAY, "fs": FIRST_SEEN, "daily": DAILY, "periods": PERIODS}
             names["cohorts"] = COHORTS
             # Coverage is by stored partition (partition_date, the ingestion unit): a day with no partition is

@@ -16,6 +16,7 @@ from stx_pipeline.dashboard.models import USTX_PER_STX, Coverage, DashboardData,
 from stx_pipeline.dashboard.payload import chart_payload, totals_payload, value_payload
 from stx_pipeline.dashboard.value import ValueData, compute_value
 from stx_pipeline.schema import USER_TX_TYPES
+from stx_pipeline.storage.aggregates import aggregates_fresh
 
 PAGE = "index.html"
 VALUE_PAGE = "value.html"
@@ -200,8 +201,9 @@ def write_dashboard(
 ) -> DashboardResult:
     """Compute every metric, render, and publish `out_dir/index.html` and `out_dir/value.html`, each atomically."""
     built_at = built_at or datetime.now(UTC)
-    data = metrics.compute_all(conn)
-    value = compute_value(conn, as_of=data.as_of)
+    fresh = aggregates_fresh(conn)  # looked up once for both pages (each look is several catalog queries)
+    data = metrics.compute_all(conn, fresh=fresh)
+    value = compute_value(conn, as_of=data.as_of, fresh=fresh)
     page = render_page(data, built_at).encode("utf-8")
     value_page = render_value_page(value, data.coverage, built_at).encode("utf-8")
     out_dir = Path(out_dir)
