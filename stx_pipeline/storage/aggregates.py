@@ -30,6 +30,7 @@ from stx_pipeline.schema import DAY_EXPR, MINED_EXPR, TABLE, USER_TX_TYPES
 from stx_pipeline.storage.activity_metrics import DAILY, ensure_activity_tables, week
 from stx_pipeline.storage.activity_metrics import maintain as maintain_activity
 from stx_pipeline.storage.ingest_record import RECORD_TABLE, ensure_record, has_table, record_exists
+from stx_pipeline.storage.partition_set import partition_set
 from stx_pipeline.storage.value_aggregates import refresh_value_partitions
 
 WALLET_DAY = "agg_wallet_day"
@@ -159,17 +160,11 @@ def refresh_day(conn: duckdb.DuckDBPyConnection, day: dt.date) -> None:
 
 
 def _refresh_chunk(conn: duckdb.DuckDBPyConnection, days: list[dt.date]) -> None:
-    # BETWEEN lets DuckDB skip row groups outside the chunk; IN keeps a sparse chunk exact.
-    in_chunk = (
-        "partition_date BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE) "
-        "AND partition_date IN (SELECT day FROM agg_days)"
-    )
-    bounds = {"lo": days[0], "hi": days[-1]}
     conn.execute("BEGIN TRANSACTION")
     try:
         ensure_aggregates(conn)
-        conn.execute("CREATE OR REPLACE TEMP TABLE agg_days (day DATE)")
-        conn.executemany("INSERT INTO agg_days VALUES (?)", [[d] for d in days])
+        chunk = partition_set(conn, "agg_days", days)
+        in_chunk, bounds = chunk.where(), chunk.params
         # What the partitions had, before it goes: each wallet's earliest day in them (its first-seen date may
         # move later or vanish) and the block-time days whose activity figures change.
         conn.execute(

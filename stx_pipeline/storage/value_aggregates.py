@@ -44,6 +44,7 @@ import duckdb
 
 from stx_pipeline.schema import DAY_EXPR, MINED_EXPR, TABLE, USER_TX_TYPES
 from stx_pipeline.storage.ingest_record import has_table
+from stx_pipeline.storage.partition_set import partition_set
 
 VALUE_WALLET_DAY = "agg_value_wallet_day"
 VALUE_DAY = "agg_value_day"
@@ -52,6 +53,8 @@ WALLET_VALUE = "wallet_value"
 # The fee windows after activation kept per wallet (days 0..h-1) and the tx-count window of the "active" segment.
 FEE_HORIZONS: tuple[int, ...] = (30, 60, 90)
 TX_WINDOW = 30
+# wallet_value's sums over an address's rows relative to its activation day (`_windows`).
+_SUMS: tuple[str, ...] = ("tx_30", *(f"fee_{h}" for h in FEE_HORIZONS), "received_by_activation")
 
 CREATE_SQL = (
     f"""CREATE TABLE IF NOT EXISTS {VALUE_WALLET_DAY} (
@@ -222,6 +225,40 @@ WALLET_VALUE_MOVE = f"""
     WHERE f.r_last IS NOT NULL OR f.o_first IS NULL OR f.o_first >= CAST($lo AS DATE) OR f.o_last < CAST($lo AS DATE)"""
 
 
+# The local path, for recounted addresses whose new row follows from their stored row and the refreshed partitions'
+# rows alone, before (`value_was`) and now (`value_now`), without reading any other day: rows outside the partitions
+# did not change, so when the activation day stays, every window and the receipts move by (now - before). That
+# holds unless the partitions held the activation day and lost it (the next sending day is elsewhere), or now hold
+# an earlier one (its windows reach rows outside them): the first day found as wallet_first_seen does. The last
+# sending day and the last partition stay as stored unless they lay in the partitions and are gone from them.
+# Addresses left out (`ok` false) take WALLET_VALUE_MOVE.
+WALLET_VALUE_LOCAL = f"""
+    WITH was AS (
+        SELECT w.address, min(w.day) FILTER (WHERE w.n_sent > 0) AS w_first, max(w.day) FILTER (WHERE w.n_sent > 0)
+               AS w_last, {_windows("w", "o.first_day")}
+        FROM value_was w JOIN value_so o USING (address) GROUP BY w.address),
+    now AS (
+        SELECT n.address, min(n.day) FILTER (WHERE n.n_sent > 0) AS n_first, max(n.day) FILTER (WHERE n.n_sent > 0)
+               AS n_last, max(n.partition_date) AS n_part, {_windows("n", "o.first_day")}
+        FROM value_now n JOIN value_so o USING (address) GROUP BY n.address),
+    c AS (
+        SELECT o.*, w.w_first, w.w_last, n.n_first, n.n_last, n.n_part,
+               o.last_partition IN (SELECT day FROM value_days) AS part_in,
+               {", ".join(f"coalesce(w.{c}, 0) AS w_{c}, coalesce(n.{c}, 0) AS n_{c}" for c in _SUMS)}
+        FROM value_so o LEFT JOIN was w USING (address) LEFT JOIN now n USING (address))
+    SELECT address, first_day,
+           CASE WHEN last_day IS NULL OR w_last IS NULL OR last_day > w_last THEN greatest(last_day, n_last)
+                ELSE n_last END AS last_day,
+           {", ".join(f"{c} - w_{c} + n_{c} AS {c}" for c in _SUMS)},
+           CASE WHEN part_in THEN n_part ELSE greatest(last_partition, n_part) END AS last_partition,
+           coalesce((CASE WHEN first_day IS NULL THEN n_first
+                          WHEN w_first IS NULL OR first_day < w_first THEN least(first_day, n_first)
+                          WHEN n_first <= first_day THEN n_first END) IS NOT DISTINCT FROM first_day
+                    AND (last_day IS NULL OR w_last IS NULL OR last_day > w_last OR n_last >= last_day)
+                    AND (NOT part_in OR n_part >= last_partition), false) AS ok
+    FROM c"""
+
+
 def ensure_value_aggregates(conn: duckdb.DuckDBPyConnection) -> None:
     for sql in CREATE_SQL:
         conn.execute(sql)
@@ -252,14 +289,8 @@ def refresh_value_partitions(conn: duckdb.DuckDBPyConnection, days: list[dt.date
 
 
 def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]) -> None:
-    # BETWEEN lets DuckDB skip row groups outside the range; IN keeps a sparse set exact.
-    in_days = (
-        "partition_date BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE) "
-        "AND partition_date IN (SELECT day FROM value_days)"
-    )
-    bounds = {"lo": ordered[0], "hi": ordered[-1]}
-    conn.execute("CREATE OR REPLACE TEMP TABLE value_days (day DATE)")
-    conn.executemany("INSERT INTO value_days VALUES (?)", [[d] for d in ordered])
+    chunk = partition_set(conn, "value_days", ordered)
+    in_days, bounds = chunk.where(), chunk.params
     # The partitions' rows before their replacement (they all lie on block-time days >= $lo).
     conn.execute(f"CREATE OR REPLACE TEMP TABLE value_was AS SELECT * FROM {VALUE_WALLET_DAY} WHERE {in_days}", bounds)
     conn.execute("CREATE OR REPLACE TEMP TABLE value_touched AS SELECT DISTINCT address FROM value_was")
@@ -278,7 +309,7 @@ def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE value_add AS
             SELECT n.* FROM {VALUE_WALLET_DAY} n
-            WHERE {in_days.replace("partition_date", "n.partition_date")}
+            WHERE {chunk.where("n.partition_date")}
               AND n.address NOT IN (SELECT address FROM {WALLET_VALUE} WHERE last_partition >= CAST($lo AS DATE))""",
         bounds,
     )
@@ -296,12 +327,21 @@ def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]
         "CREATE OR REPLACE TEMP TABLE value_gone AS "
         "SELECT address FROM value_touched UNION ALL SELECT address FROM value_old"
     )
-    # The recounted path (WALLET_VALUE_MOVE): rows of days >= $lo only, found by partition (>= $lo - 1: a block-time
-    # day spills at most one day past its partition), so a re-fetch of a recent day reads a few recent partitions.
     conn.execute(
         f"CREATE OR REPLACE TEMP TABLE value_so AS SELECT * FROM {WALLET_VALUE} "
         "WHERE address IN (SELECT address FROM value_touched)"
     )
+    # The local path (WALLET_VALUE_LOCAL) first: most recounted addresses (a re-fetch with the same transactions,
+    # all of them) need no row outside the partitions; only the others read further.
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE value_now AS SELECT * FROM {VALUE_WALLET_DAY} WHERE {in_days} "
+        "AND address IN (SELECT address FROM value_touched)",
+        bounds,
+    )
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE value_local AS {WALLET_VALUE_LOCAL}")
+    conn.execute("DELETE FROM value_touched WHERE address IN (SELECT address FROM value_local WHERE ok)")
+    # The recounted path (WALLET_VALUE_MOVE): rows of days >= $lo only, found by partition (>= $lo - 1: a block-time
+    # day spills at most one day past its partition), so a re-fetch of a recent day reads a few recent partitions.
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE value_r AS SELECT * FROM {VALUE_WALLET_DAY}
             WHERE partition_date >= CAST($lo AS DATE) - 1 AND day >= CAST($lo AS DATE)
@@ -314,7 +354,9 @@ def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]
     # Only non-empty inserts: with DuckDB 1.5.5, an INSERT of no rows from a TEMP table here made the rows of the
     # previous INSERT into wallet_value vanish from this connection's view (a 2M-row build from nothing kept a
     # fraction of them; not reproduced at test sizes: bench/bench_value.py checks its build against a from-scratch one).
-    for name in ("value_added", "value_moved"):
+    conn.execute("DELETE FROM value_local WHERE NOT ok")
+    conn.execute("ALTER TABLE value_local DROP COLUMN ok")
+    for name in ("value_added", "value_local", "value_moved"):
         if conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]:
             conn.execute(f"INSERT INTO {WALLET_VALUE} SELECT * FROM {name}")
     conn.execute("DELETE FROM value_touched WHERE address IN (SELECT address FROM value_moved)")
@@ -334,6 +376,8 @@ def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]
         "value_old",
         "value_added",
         "value_so",
+        "value_now",
+        "value_local",
         "value_r",
         "value_moved",
         "value_gone",
