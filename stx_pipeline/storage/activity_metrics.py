@@ -149,10 +149,18 @@ def derive_periods(
 
 
 def derive_cohorts(
-    conn: duckdb.DuckDBPyConnection, wallet_day: str, first_seen: str, target: str, days: str, cohorts: str
+    conn: duckdb.DuckDBPyConnection,
+    wallet_day: str,
+    first_seen: str,
+    target: str,
+    days: str,
+    cohorts: str,
+    moved: tuple[str, str] | None = None,
 ) -> None:
     """Recount, in `target`, the cells of every week holding a day of the temp table `days` (all cohorts), and
-    every cell of the cohorts (Mondays) in the temp table `cohorts` (all weeks)."""
+    every cell of the cohorts (Mondays) in the temp table `cohorts` (all weeks). `moved`, when given, names two
+    temp tables: wallets whose first day changed (address, old_first, new_first) and their wallet-days (address,
+    day) from their old first day on; each that moved to another week moves its cells in the other weeks."""
     conn.execute(f"CREATE OR REPLACE TEMP TABLE act_weeks AS SELECT DISTINCT {week('day')} AS wk FROM {days}")
     conn.execute(
         f"DELETE FROM {target} WHERE wk IN (SELECT wk FROM act_weeks) OR cohort IN (SELECT cohort FROM {cohorts})"
@@ -171,10 +179,12 @@ def derive_cohorts(
                 GROUP BY ALL""",
             {"lo": bounds[0], "hi": bounds[1]},
         )
+    if moved is not None:
+        _move_cohort_cells(conn, target, *moved)
     # The moved cohorts' other weeks: only their wallets' rows are read (a scan of the address column), and only
     # when a wallet moved to another week (a daily top-up moves none).
-    moved = conn.execute(f"SELECT min(cohort) FROM {cohorts}").fetchone()
-    if moved is None or moved[0] is None:
+    moved_cohort = conn.execute(f"SELECT min(cohort) FROM {cohorts}").fetchone()
+    if moved_cohort is None or moved_cohort[0] is None:
         conn.execute("DROP TABLE IF EXISTS temp.act_weeks")
         return
     conn.execute(
@@ -192,9 +202,41 @@ def derive_cohorts(
             FROM ww JOIN members m ON m.address = ww.address
             WHERE ww.wk NOT IN (SELECT wk FROM act_weeks)
             GROUP BY ALL""",
-        {"since": moved[0]},
+        {"since": moved_cohort[0]},
     )
     conn.execute("DROP TABLE IF EXISTS temp.act_weeks")
+
+
+def _move_cohort_cells(conn: duckdb.DuckDBPyConnection, target: str, changes: str, rows: str) -> None:
+    """A wallet whose first week moved from c to c' leaves cell (c, w) and joins (c', w) for each week w it is
+    active in; the weeks of `act_weeks` (recounted whole) aside, its active weeks did not change, so the cells move
+    by one per wallet: no cohort is recounted and only the moved wallets' rows are read (`rows`)."""
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE act_delta AS
+            WITH mv AS (
+                SELECT address, {week("old_first")} AS old_c, {week("new_first")} AS new_c FROM {changes}
+                WHERE old_first IS NOT NULL AND {week("old_first")} IS DISTINCT FROM {week("new_first")}
+            ),
+            ww AS (
+                SELECT DISTINCT r.address, {week("r.day")} AS wk FROM {rows} r
+                WHERE r.address IN (SELECT address FROM mv) AND {week("r.day")} NOT IN (SELECT wk FROM act_weeks)
+            )
+            SELECT cohort, wk, sum(d) AS d FROM (
+                SELECT mv.old_c AS cohort, ww.wk, -1 AS d FROM ww JOIN mv USING (address)
+                UNION ALL
+                SELECT mv.new_c, ww.wk, 1 FROM ww JOIN mv USING (address) WHERE mv.new_c IS NOT NULL
+            ) GROUP BY ALL HAVING sum(d) <> 0"""
+    )
+    conn.execute(
+        f"""UPDATE {target} t SET active = t.active + d.d FROM act_delta d
+            WHERE t.cohort = d.cohort AND t.wk = d.wk"""
+    )
+    conn.execute(
+        f"""INSERT INTO {target} SELECT cohort, wk, d FROM act_delta d
+            WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.cohort = d.cohort AND t.wk = d.wk)"""
+    )
+    conn.execute(f"DELETE FROM {target} WHERE active = 0")  # a cell its last wallet left: no row, as from scratch
+    conn.execute("DROP TABLE temp.act_delta")
 
 
 def stored_range(conn: duckdb.DuckDBPyConnection, record: str) -> tuple[dt.date | None, dt.date | None]:
@@ -203,10 +245,17 @@ def stored_range(conn: duckdb.DuckDBPyConnection, record: str) -> tuple[dt.date 
 
 
 def maintain(
-    conn: duckdb.DuckDBPyConnection, wallet_day: str, first_seen: str, record: str, days: str, cohorts: str
+    conn: duckdb.DuckDBPyConnection,
+    wallet_day: str,
+    first_seen: str,
+    record: str,
+    days: str,
+    cohorts: str,
+    moved: tuple[str, str] | None = None,
 ) -> None:
     """Bring the three tables up to date after a refresh changed the wallet-days of the temp table `days` and
-    moved the first weeks listed in the temp table `cohorts`. Inside the caller's transaction."""
+    moved the first weeks listed in the temp table `cohorts` (recounted whole) or the wallets of `moved`
+    (derive_cohorts). Inside the caller's transaction."""
     ensure_activity_tables(conn)
     changed = [r[0] for r in conn.execute(f"SELECT DISTINCT day FROM {days}").fetchall()]
     for lo, hi in day_ranges(changed):
@@ -230,7 +279,7 @@ def maintain(
     derive_periods(conn, wallet_day, PERIODS, "act_days", (new_lo, new_hi))
     conn.execute(f"DELETE FROM {BOUNDS}")
     conn.execute(f"INSERT INTO {BOUNDS} VALUES (?, ?)", [new_lo, new_hi])
-    derive_cohorts(conn, wallet_day, first_seen, COHORTS, days, cohorts)
+    derive_cohorts(conn, wallet_day, first_seen, COHORTS, days, cohorts, moved)
     conn.execute("DROP TABLE IF EXISTS temp.act_days")
 
 

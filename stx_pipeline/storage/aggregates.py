@@ -27,7 +27,7 @@ from collections.abc import Iterable
 import duckdb
 
 from stx_pipeline.schema import DAY_EXPR, MINED_EXPR, TABLE, USER_TX_TYPES
-from stx_pipeline.storage.activity_metrics import DAILY, ensure_activity_tables, week
+from stx_pipeline.storage.activity_metrics import DAILY, ensure_activity_tables
 from stx_pipeline.storage.activity_metrics import maintain as maintain_activity
 from stx_pipeline.storage.ingest_record import RECORD_TABLE, ensure_record, has_table, record_exists
 from stx_pipeline.storage.partition_set import partition_set
@@ -187,22 +187,19 @@ def _refresh_chunk(conn: duckdb.DuckDBPyConnection, days: list[dt.date]) -> None
         )
         conn.execute(f"INSERT INTO {TYPE_DAY} {TYPE_DAY_SELECT.format(where='WHERE ' + in_chunk)}", bounds)
         conn.execute(f"INSERT INTO agg_changed_days SELECT DISTINCT day FROM {WALLET_DAY} WHERE {in_chunk}", bounds)
-        _move_first_seen(conn, in_chunk, bounds)
+        any_moved = _move_first_seen(conn, in_chunk, bounds)
         conn.execute(
             f"INSERT INTO {BUILT} SELECT day, changed_at FROM {RECORD_TABLE} WHERE day IN (SELECT day FROM agg_days)"
         )
         # Cohorts a wallet left or joined: a wallet new to the aggregates is active only on the changed days
-        # (recounted anyway), so only a wallet that had a first-seen date and moved to another week counts.
-        conn.execute(
-            f"""CREATE OR REPLACE TEMP TABLE agg_moved_cohorts AS
-                SELECT {week("old_first")} AS cohort FROM agg_first_change WHERE old_first IS NOT NULL
-                  AND {week("old_first")} IS DISTINCT FROM {week("new_first")}
-                UNION SELECT {week("new_first")} FROM agg_first_change WHERE old_first IS NOT NULL
-                  AND new_first IS NOT NULL AND {week("old_first")} IS DISTINCT FROM {week("new_first")}"""
-        )
-        maintain_activity(conn, WALLET_DAY, FIRST_SEEN, RECORD_TABLE, "agg_changed_days", "agg_moved_cohorts")
-        for name in ("agg_days", "agg_old", "agg_changed_days", "agg_first_change", "agg_moved_cohorts"):
+        # (recounted anyway), so only a wallet that had a first-seen date and moved to another week counts; its
+        # cells in the other weeks move by one (from the rows of agg_moved_rows), no cohort is recounted.
+        conn.execute("CREATE OR REPLACE TEMP TABLE agg_no_cohorts (cohort DATE)")
+        moved = ("agg_first_change", "agg_moved_rows") if any_moved else None
+        maintain_activity(conn, WALLET_DAY, FIRST_SEEN, RECORD_TABLE, "agg_changed_days", "agg_no_cohorts", moved)
+        for name in ("agg_days", "agg_old", "agg_changed_days", "agg_first_change", "agg_no_cohorts"):
             conn.execute(f"DROP TABLE temp.{name}")
+        conn.execute("DROP TABLE IF EXISTS temp.agg_moved_rows")
         refresh_value_partitions(conn, days)  # the value page's aggregates, same transaction
         conn.execute("COMMIT")
     except BaseException:
@@ -210,9 +207,10 @@ def _refresh_chunk(conn: duckdb.DuckDBPyConnection, days: list[dt.date]) -> None
         raise
 
 
-def _move_first_seen(conn: duckdb.DuckDBPyConnection, in_chunk: str, bounds: dict[str, dt.date]) -> None:
+def _move_first_seen(conn: duckdb.DuckDBPyConnection, in_chunk: str, bounds: dict[str, dt.date]) -> bool:
     """Update wallet_first_seen for the chunk's wallets and leave their changes in temp `agg_first_change`
-    (address, old_first, new_first; new_first NULL: the wallet has no activity left).
+    (address, old_first, new_first; new_first NULL: the wallet has no activity left) and, when a wallet that had a
+    first day moved (True returned), the wallet-days from its old first day on in temp `agg_moved_rows`.
 
     Without reading outside the chunk, except for the few wallets whose stored first day was their earliest day
     in the chunk and is now gone from it (a re-fetched old day lost or moved their transaction): only those get
@@ -235,23 +233,37 @@ def _move_first_seen(conn: duckdb.DuckDBPyConnection, in_chunk: str, bounds: dic
             FROM t""",
         bounds,
     )
-    # A rescanned wallet's new first day is after its old one: only those days are read (zone maps skip the
-    # rest, so a re-fetch near the newest day reads little).
-    since = conn.execute("SELECT min(old_first) FROM agg_first_change WHERE rescan").fetchone()
-    if since is not None and since[0] is not None:
+    # The wallet-days of the wallets whose first day may move, read once from the earliest old first day on (their
+    # days outside the chunk all lie on or after it; zone maps skip the rest): a rescanned wallet's new first day is
+    # its earliest, and the cohort cells of every wallet that moves to another week follow its active weeks
+    # (activity_metrics.derive_cohorts). None when no wallet's first day moves (a daily top-up).
+    conn.execute(
+        """CREATE OR REPLACE TEMP TABLE agg_moved_rows AS SELECT address FROM agg_first_change
+           WHERE rescan OR old_first IS DISTINCT FROM new_first AND old_first IS NOT NULL"""
+    )
+    since = conn.execute(
+        "SELECT min(old_first) FROM agg_first_change WHERE address IN (SELECT address FROM agg_moved_rows)"
+    ).fetchone()
+    any_moved = since is not None and since[0] is not None
+    if not any_moved:
+        conn.execute("DROP TABLE agg_moved_rows")
+    else:
         conn.execute(
-            f"""UPDATE agg_first_change c SET new_first = r.first_day
-                FROM (SELECT address, min(day) AS first_day FROM {WALLET_DAY}
-                      WHERE day >= CAST($since AS DATE)
-                        AND address IN (SELECT address FROM agg_first_change WHERE rescan) GROUP BY address) r
-                WHERE c.rescan AND c.address = r.address""",
+            f"""CREATE OR REPLACE TEMP TABLE agg_moved_rows AS SELECT DISTINCT address, day FROM {WALLET_DAY}
+                WHERE day >= CAST($since AS DATE) AND address IN (SELECT address FROM agg_moved_rows)""",
             {"since": since[0]},
+        )
+        conn.execute(
+            """UPDATE agg_first_change c SET new_first = r.first_day
+               FROM (SELECT address, min(day) AS first_day FROM agg_moved_rows GROUP BY address) r
+               WHERE c.rescan AND c.address = r.address"""
         )
     conn.execute("DELETE FROM agg_first_change WHERE old_first IS NOT DISTINCT FROM new_first")
     conn.execute(f"DELETE FROM {FIRST_SEEN} WHERE address IN (SELECT address FROM agg_first_change)")
     conn.execute(
         f"INSERT INTO {FIRST_SEEN} SELECT address, new_first FROM agg_first_change WHERE new_first IS NOT NULL"
     )
+    return any_moved
 
 
 def refresh_stale(conn: duckdb.DuckDBPyConnection) -> list[dt.date]:
