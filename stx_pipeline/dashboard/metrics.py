@@ -7,6 +7,10 @@ which defaults to the last stored day (not the wall clock) so results are reprod
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import duckdb
@@ -34,6 +38,7 @@ Conn = duckdb.DuckDBPyConnection
 SUMMARY_WINDOWS: tuple[int, ...] = (7, 30, 90)
 RETENTION_DAYS = 30
 TOP_LIMIT = 20
+TOP_DAYS = 30  # the top tables' trailing window
 MAX_COHORTS = 52  # one year of weekly cohorts keeps the heatmap readable and the page small
 
 # Monday of the ISO week of a DATE column, as a DATE (date_trunc returns a TIMESTAMP).
@@ -131,11 +136,68 @@ def monthly_wallets(conn: Conn, ctx: Prepared | None = None) -> list[PeriodWalle
         return _period_wallets(conn, p, "month")
 
 
+@dataclass(frozen=True, slots=True)
+class WindowWallets:
+    """A TEMP table of the wallets active in trailing windows ending on `as_of`: per wallet (`address`) and window
+    n, its sums over the window's days `t{n}` (transactions), `ok{n}` (successful), `f{n}` (fees), NULL when it was
+    not active in it."""
+
+    name: str
+    as_of: date
+    windows: tuple[int, ...]
+
+
+def _window_bounds(cov: Coverage, as_of: date, days: int) -> tuple[date, date]:
+    """The days of the trailing `days`-day window ending on `as_of`, clipped to the stored range."""
+    lo, hi = as_of - timedelta(days=days - 1), as_of
+    if cov.first_day is not None and cov.last_day is not None:
+        lo, hi = max(lo, cov.first_day), min(hi, cov.last_day)
+    return lo, hi
+
+
+@contextmanager
+def window_wallets(conn: Conn, p: Prepared, as_of: date, windows: Iterable[int]) -> Iterator[WindowWallets]:
+    """Group the longest window's wallet-days by wallet once, with a FILTERed sum per window (one hash aggregate
+    over ~1M addresses at 50M rows, shared by the summary and the top senders); dropped afterwards."""
+    wins = tuple(sorted({int(n) for n in windows}))
+    name = f"stx_dash_ww_{uuid.uuid4().hex[:12]}"
+    lo, hi = _window_bounds(p.coverage, as_of, max(wins))
+    # Constant bounds: DuckDB's zone maps on `day` skip the rest of the history.
+    sums = ", ".join(
+        f"sum({col}) FILTER (WHERE day >= CAST($as_of AS DATE) - {n - 1}) AS {short}{n}"
+        for n in wins
+        for col, short in (("n_tx", "t"), ("n_ok", "ok"), ("fee_ustx", "f"))
+    )
+    try:
+        conn.execute(
+            f"""CREATE TEMP TABLE {name} AS SELECT address, {sums} FROM {p.wallet_day}
+                WHERE day BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE) GROUP BY address""",
+            {"as_of": as_of, "lo": lo, "hi": hi},
+        )
+        yield WindowWallets(name, as_of, wins)
+    finally:
+        with suppress(duckdb.Error):  # never mask the original error; temp tables die with the connection
+            conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+
+
+@contextmanager
+def _using_windows(
+    conn: Conn, p: Prepared, as_of: date, windows: Iterable[int], ww: WindowWallets | None
+) -> Iterator[WindowWallets]:
+    """The caller's per-wallet window table when it covers `windows` as of `as_of`, else one built for them."""
+    if ww is not None and ww.as_of == as_of and set(windows) <= set(ww.windows):
+        yield ww
+        return
+    with window_wallets(conn, p, as_of, windows) as fresh:
+        yield fresh
+
+
 def summary(
     conn: Conn,
     as_of: date | None = None,
     windows: tuple[int, ...] = SUMMARY_WINDOWS,
     ctx: Prepared | None = None,
+    ww: WindowWallets | None = None,
 ) -> list[SummaryRow]:
     """Trailing windows ending on `as_of` (inclusive).
 
@@ -148,113 +210,98 @@ def summary(
         as_of = as_of or cov.last_day
         if as_of is None:
             return []
-        # Per window n: its first day, then each wallet's sums over the days from it (NULL: not active in it).
-        since = {n: f"day >= CAST($as_of AS DATE) - {int(n) - 1}" for n in windows}
-        per_window_sums = "address, " + ", ".join(
-            f"sum(n_tx) FILTER (WHERE {since[n]}) AS t{i}, sum(n_ok) FILTER (WHERE {since[n]}) AS ok{i}, "
-            f"sum(fee_ustx) FILTER (WHERE {since[n]}) AS f{i}"
-            for i, n in enumerate(windows)
+        with _using_windows(conn, p, as_of, windows, ww) as w:
+            return _summary(conn, p, as_of, windows, w)
+
+
+def _summary(conn: Conn, p: Prepared, as_of: date, windows: tuple[int, ...], w: WindowWallets) -> list[SummaryRow]:
+    cov = p.coverage
+    per_window_act = " UNION ALL ".join(
+        f"SELECT {int(n)} AS n, count(t{n}) AS active, sum(t{n}) AS n_tx, sum(ok{n}) AS n_ok, sum(f{n}) AS fee, "
+        f"avg(f{n}) AS mean_fee, median(f{n}) AS median_fee FROM {w.name}"
+        for n in windows
+    )
+    sql = f"""
+        WITH bounds AS (
+            SELECT n,
+                   CAST($as_of AS DATE) - (n - 1) AS start, CAST($as_of AS DATE) AS stop,
+                   CAST($as_of AS DATE) - {RETENTION_DAYS} - (n - 1) AS c_start,
+                   CAST($as_of AS DATE) - {RETENTION_DAYS} AS c_stop
+            FROM (SELECT unnest(CAST($windows AS INTEGER[])) AS n)
+        ),
+        act AS ({per_window_act}),
+        fs AS (
+            SELECT address, first_day FROM {p.first_seen}
+            WHERE first_day BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE)
+        ),
+        fresh AS (
+            SELECT b.n, count(f.address) AS new
+            FROM bounds b LEFT JOIN fs f ON f.first_day BETWEEN b.start AND b.stop
+            GROUP BY b.n
+        ),
+        -- retained: another active day 1 to 30 days after the first (within the stored range)
+        returned AS (
+            SELECT DISTINCT f.address FROM fs f JOIN {p.wallet_day} w ON w.address = f.address
+            WHERE w.day BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE)
+              AND w.day > f.first_day AND w.day <= f.first_day + {RETENTION_DAYS}
+        ),
+        ret AS (
+            SELECT b.n, count(f.address) AS size,
+                   count(f.address) FILTER (WHERE f.address IN (SELECT address FROM returned)) AS kept
+            FROM bounds b LEFT JOIN fs f ON f.first_day BETWEEN b.c_start AND b.c_stop
+            GROUP BY b.n
         )
-        per_window_act = " UNION ALL ".join(
-            f"SELECT {int(n)} AS n, count(t{i}) AS active, sum(t{i}) AS n_tx, sum(ok{i}) AS n_ok, sum(f{i}) AS fee, "
-            f"avg(f{i}) AS mean_fee, median(f{i}) AS median_fee FROM per_wallet"
-            for i, n in enumerate(windows)
+        SELECT b.n, b.start, b.stop, b.start >= CAST($first AS DATE),
+               coalesce(a.active, 0), fr.new,
+               coalesce(a.n_tx, 0), coalesce(a.n_ok, 0), coalesce(a.fee, 0),
+               a.mean_fee, CAST(a.median_fee AS DOUBLE),
+               b.c_start, b.c_stop, r.size, CASE WHEN r.size > 0 THEN r.kept / r.size END
+        FROM bounds b
+        LEFT JOIN act a ON a.n = b.n
+        JOIN fresh fr ON fr.n = b.n
+        JOIN ret r ON r.n = b.n
+        ORDER BY b.n
+    """
+    # The days every retention cohort reads (the earliest one's start .. as_of), clipped to the stored range.
+    lo, hi = _window_bounds(cov, as_of, RETENTION_DAYS + max(windows))
+    params = {"as_of": as_of, "windows": list(windows), "first": cov.first_day, "lo": lo, "hi": hi}
+    rows = conn.execute(sql, params).fetchall()
+    return [
+        SummaryRow(
+            days=n,
+            start=start,
+            end=stop,
+            complete=bool(complete),
+            active_wallets=int(active),
+            new_wallets=int(new),
+            transactions=int(n_tx),
+            successful=int(n_ok),
+            fees_ustx=int(fee),
+            mean_fee_per_wallet_ustx=mean_fee,
+            median_fee_per_wallet_ustx=median_fee,
+            retention_cohort_start=c_start,
+            retention_cohort_end=c_stop,
+            retention_cohort_size=int(size),
+            retention_30d=retention,
         )
-        sql = f"""
-            WITH bounds AS (
-                SELECT n,
-                       CAST($as_of AS DATE) - (n - 1) AS start, CAST($as_of AS DATE) AS stop,
-                       CAST($as_of AS DATE) - {RETENTION_DAYS} - (n - 1) AS c_start,
-                       CAST($as_of AS DATE) - {RETENTION_DAYS} AS c_stop
-                FROM (SELECT unnest(CAST($windows AS INTEGER[])) AS n)
-            ),
-            -- only the windows' wallet-days are read, clipped to the stored range: one hash aggregate by wallet
-            -- with a sum per window (grouping ~1M addresses once, not once per window)
-            per_wallet AS (
-                SELECT {per_window_sums}
-                FROM {p.wallet_day}
-                WHERE day BETWEEN CAST($wlo AS DATE) AND CAST($hi AS DATE)
-                GROUP BY address
-            ),
-            act AS ({per_window_act}),
-            fs AS (
-                SELECT address, first_day FROM {p.first_seen}
-                WHERE first_day BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE)
-            ),
-            fresh AS (
-                SELECT b.n, count(f.address) AS new
-                FROM bounds b LEFT JOIN fs f ON f.first_day BETWEEN b.start AND b.stop
-                GROUP BY b.n
-            ),
-            -- retained: another active day 1 to 30 days after the first (within the stored range)
-            returned AS (
-                SELECT DISTINCT f.address FROM fs f JOIN {p.wallet_day} w ON w.address = f.address
-                WHERE w.day BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE)
-                  AND w.day > f.first_day AND w.day <= f.first_day + {RETENTION_DAYS}
-            ),
-            ret AS (
-                SELECT b.n, count(f.address) AS size,
-                       count(f.address) FILTER (WHERE f.address IN (SELECT address FROM returned)) AS kept
-                FROM bounds b LEFT JOIN fs f ON f.first_day BETWEEN b.c_start AND b.c_stop
-                GROUP BY b.n
-            )
-            SELECT b.n, b.start, b.stop, b.start >= CAST($first AS DATE),
-                   coalesce(a.active, 0), fr.new,
-                   coalesce(a.n_tx, 0), coalesce(a.n_ok, 0), coalesce(a.fee, 0),
-                   a.mean_fee, CAST(a.median_fee AS DOUBLE),
-                   b.c_start, b.c_stop, r.size, CASE WHEN r.size > 0 THEN r.kept / r.size END
-            FROM bounds b
-            LEFT JOIN act a ON a.n = b.n
-            JOIN fresh fr ON fr.n = b.n
-            JOIN ret r ON r.n = b.n
-            ORDER BY b.n
-        """
-        # The days every window reads (the earliest retention cohort's start .. as_of), clipped to the stored
-        # range; constants, so DuckDB's zone maps skip the rest of the history.
-        lo, hi = as_of - timedelta(days=RETENTION_DAYS + max(windows) - 1), as_of
-        if cov.first_day is not None and cov.last_day is not None:
-            lo, hi = max(lo, cov.first_day), min(hi, cov.last_day)
-        wlo = as_of - timedelta(days=max(windows) - 1)
-        if cov.first_day is not None:
-            wlo = max(wlo, cov.first_day)
-        params = {"as_of": as_of, "windows": list(windows), "first": cov.first_day, "lo": lo, "hi": hi, "wlo": wlo}
-        rows = conn.execute(sql, params).fetchall()
-        return [
-            SummaryRow(
-                days=n,
-                start=start,
-                end=stop,
-                complete=bool(complete),
-                active_wallets=int(active),
-                new_wallets=int(new),
-                transactions=int(n_tx),
-                successful=int(n_ok),
-                fees_ustx=int(fee),
-                mean_fee_per_wallet_ustx=mean_fee,
-                median_fee_per_wallet_ustx=median_fee,
-                retention_cohort_start=c_start,
-                retention_cohort_end=c_stop,
-                retention_cohort_size=int(size),
-                retention_30d=retention,
-            )
-            for (
-                n,
-                start,
-                stop,
-                complete,
-                active,
-                new,
-                n_tx,
-                n_ok,
-                fee,
-                mean_fee,
-                median_fee,
-                c_start,
-                c_stop,
-                size,
-                retention,
-            ) in rows
-        ]
+        for (
+            n,
+            start,
+            stop,
+            complete,
+            active,
+            new,
+            n_tx,
+            n_ok,
+            fee,
+            mean_fee,
+            median_fee,
+            c_start,
+            c_stop,
+            size,
+            retention,
+        ) in rows
+    ]
 
 
 def cohort_retention(
@@ -321,42 +368,42 @@ def fees_per_day(conn: Conn, ctx: Prepared | None = None) -> list[DayFees]:
 
 
 def top_senders(
-    conn: Conn, days: int = 30, limit: int = TOP_LIMIT, as_of: date | None = None, ctx: Prepared | None = None
+    conn: Conn,
+    days: int = TOP_DAYS,
+    limit: int = TOP_LIMIT,
+    as_of: date | None = None,
+    ctx: Prepared | None = None,
+    ww: WindowWallets | None = None,
 ) -> list[TopSender]:
     """Wallets with the most mined user transactions in the trailing `days` days (ties by address)."""
     with using(conn, ctx) as p:
         as_of = as_of or p.coverage.last_day
         if as_of is None:
             return []
-        sql = f"""
-            WITH per_day AS (
-                SELECT address, day, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee_ustx) AS fee
-                FROM {p.wallet_day}
-                WHERE day BETWEEN CAST($as_of AS DATE) - ($days - 1) AND CAST($as_of AS DATE)
-                  AND day BETWEEN CAST($first AS DATE) AND CAST($last AS DATE)
-                GROUP BY address, day
-            ),
-            per_wallet AS (
-                SELECT address, sum(n_tx) AS n_tx, sum(n_ok) AS n_ok, sum(fee) AS fee, count(*) AS days
-                FROM per_day GROUP BY address ORDER BY n_tx DESC, address LIMIT $limit
-            )
-            SELECT t.address, t.n_tx, t.n_ok, t.fee, t.days, f.first_day
-            FROM per_wallet t JOIN {p.first_seen} f ON f.address = t.address
-            ORDER BY t.n_tx DESC, t.address
-        """
-        params = {
-            "as_of": as_of,
-            "days": days,
-            "limit": limit,
-            "first": p.coverage.first_day,
-            "last": p.coverage.last_day,
-        }
-        rows = conn.execute(sql, params).fetchall()
+        with _using_windows(conn, p, as_of, (days,), ww) as w:
+            # The top wallets from the per-wallet sums; only their active days are counted (a few rows).
+            sql = f"""
+                WITH top AS (
+                    SELECT address, t{days} AS n_tx, ok{days} AS n_ok, f{days} AS fee FROM {w.name}
+                    WHERE t{days} IS NOT NULL ORDER BY n_tx DESC, address LIMIT $limit
+                ),
+                active AS (
+                    SELECT address, count(DISTINCT day) AS days FROM {p.wallet_day}
+                    WHERE day BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE)
+                      AND address IN (SELECT address FROM top)
+                    GROUP BY address
+                )
+                SELECT t.address, t.n_tx, t.n_ok, t.fee, a.days, f.first_day
+                FROM top t JOIN active a ON a.address = t.address JOIN {p.first_seen} f ON f.address = t.address
+                ORDER BY t.n_tx DESC, t.address
+            """
+            lo, hi = _window_bounds(p.coverage, as_of, days)
+            rows = conn.execute(sql, {"limit": limit, "lo": lo, "hi": hi}).fetchall()
         return [TopSender(a, int(n), int(ok), int(fee), int(d), first) for a, n, ok, fee, d, first in rows]
 
 
 def top_contracts(
-    conn: Conn, days: int = 30, limit: int = TOP_LIMIT, as_of: date | None = None, ctx: Prepared | None = None
+    conn: Conn, days: int = TOP_DAYS, limit: int = TOP_LIMIT, as_of: date | None = None, ctx: Prepared | None = None
 ) -> list[TopContract]:
     """Contracts with the most mined contract calls in the trailing `days` days (ties by id)."""
     with using(conn, ctx) as p:
@@ -400,18 +447,22 @@ def compute_all(conn: Conn, as_of: date | None = None, fresh: bool | None = None
     totals = chain_totals(conn, fresh)
     with prepared(conn, fresh) as p:
         as_of = as_of or p.coverage.last_day
-        return DashboardData(
-            coverage=p.coverage,
-            as_of=as_of,
-            totals=totals,
-            summary=summary(conn, as_of, ctx=p),
-            daily=daily_wallets(conn, ctx=p),
-            weekly=weekly_wallets(conn, ctx=p),
-            monthly=monthly_wallets(conn, ctx=p),
-            tx_by_type=tx_by_type(conn, ctx=p),
-            tx_by_status=tx_by_status(conn, ctx=p),
-            fees=fees_per_day(conn, ctx=p),
-            cohorts=cohort_retention(conn, ctx=p),
-            top_senders=top_senders(conn, as_of=as_of, ctx=p),
-            top_contracts=top_contracts(conn, as_of=as_of, ctx=p),
-        )
+        # The summary's windows and the top senders' days from one grouping of the wallet-days by wallet.
+        windows = (*SUMMARY_WINDOWS, TOP_DAYS)
+        with window_wallets(conn, p, as_of, windows) if as_of is not None else nullcontext(None) as ww:
+            return DashboardData(
+                coverage=p.coverage,
+                as_of=as_of,
+                totals=totals,
+                summary=summary(conn, as_of, ctx=p, ww=ww),
+                daily=daily_wallets(conn, ctx=p),
+                weekly=weekly_wallets(conn, ctx=p),
+                monthly=monthly_wallets(conn, ctx=p),
+                tx_by_type=tx_by_type(conn, ctx=p),
+                tx_by_status=tx_by_status(conn, ctx=p),
+                fees=fees_per_day(conn, ctx=p),
+                cohorts=cohort_retention(conn, ctx=p),
+                top_senders=top_senders(conn, days=TOP_DAYS, as_of=as_of, ctx=p, ww=ww),
+                top_contracts=top_contracts(conn, as_of=as_of, ctx=p),
+                top_days=TOP_DAYS,
+            )
