@@ -139,8 +139,7 @@ def monthly_wallets(conn: Conn, ctx: Prepared | None = None) -> list[PeriodWalle
 @dataclass(frozen=True, slots=True)
 class WindowWallets:
     """A TEMP table of the wallets active in trailing windows ending on `as_of`: per wallet (`address`) and window
-    n, its sums over the window's days `t{n}` (transactions), `ok{n}` (successful), `f{n}` (fees), NULL when it was
-    not active in it."""
+    n, its transactions `t{n}` and fees `f{n}` over the window's days, NULL when it was not active in it."""
 
     name: str
     as_of: date
@@ -158,7 +157,9 @@ def _window_bounds(cov: Coverage, as_of: date, days: int) -> tuple[date, date]:
 @contextmanager
 def window_wallets(conn: Conn, p: Prepared, as_of: date, windows: Iterable[int]) -> Iterator[WindowWallets]:
     """Group the longest window's wallet-days by wallet once, with a FILTERed sum per window (one hash aggregate
-    over ~1M addresses at 50M rows, shared by the summary and the top senders); dropped afterwards."""
+    over ~1M addresses at 50M rows, shared by the summary and the top senders); dropped afterwards. Only the sums
+    a figure needs per wallet are kept (the fees' median, the top senders' ranking): each one costs, and the
+    windows' totals need no grouping."""
     wins = tuple(sorted({int(n) for n in windows}))
     name = f"stx_dash_ww_{uuid.uuid4().hex[:12]}"
     lo, hi = _window_bounds(p.coverage, as_of, max(wins))
@@ -166,7 +167,7 @@ def window_wallets(conn: Conn, p: Prepared, as_of: date, windows: Iterable[int])
     sums = ", ".join(
         f"sum({col}) FILTER (WHERE day >= CAST($as_of AS DATE) - {n - 1}) AS {short}{n}"
         for n in wins
-        for col, short in (("n_tx", "t"), ("n_ok", "ok"), ("fee_ustx", "f"))
+        for col, short in (("n_tx", "t"), ("fee_ustx", "f"))
     )
     try:
         conn.execute(
@@ -216,10 +217,17 @@ def summary(
 
 def _summary(conn: Conn, p: Prepared, as_of: date, windows: tuple[int, ...], w: WindowWallets) -> list[SummaryRow]:
     cov = p.coverage
+    # Per window: its wallets' count, mean and median fee from the per-wallet sums; its totals from the rows.
     per_window_act = " UNION ALL ".join(
-        f"SELECT {int(n)} AS n, count(t{n}) AS active, sum(t{n}) AS n_tx, sum(ok{n}) AS n_ok, sum(f{n}) AS fee, "
-        f"avg(f{n}) AS mean_fee, median(f{n}) AS median_fee FROM {w.name}"
+        f"SELECT {int(n)} AS n, count(f{n}) AS active, (SELECT t{n} FROM totals) AS n_tx, "
+        f"(SELECT ok{n} FROM totals) AS n_ok, sum(f{n}) AS fee, avg(f{n}) AS mean_fee, median(f{n}) AS median_fee "
+        f"FROM {w.name}"
         for n in windows
+    )
+    totals = ", ".join(
+        f"sum({col}) FILTER (WHERE day >= CAST($as_of AS DATE) - {n - 1}) AS {short}{n}"
+        for n in windows
+        for col, short in (("n_tx", "t"), ("n_ok", "ok"))
     )
     sql = f"""
         WITH bounds AS (
@@ -228,6 +236,9 @@ def _summary(conn: Conn, p: Prepared, as_of: date, windows: tuple[int, ...], w: 
                    CAST($as_of AS DATE) - {RETENTION_DAYS} - (n - 1) AS c_start,
                    CAST($as_of AS DATE) - {RETENTION_DAYS} AS c_stop
             FROM (SELECT unnest(CAST($windows AS INTEGER[])) AS n)
+        ),
+        totals AS (
+            SELECT {totals} FROM {p.wallet_day} WHERE day BETWEEN CAST($wlo AS DATE) AND CAST($whi AS DATE)
         ),
         act AS ({per_window_act}),
         fs AS (
@@ -264,7 +275,9 @@ def _summary(conn: Conn, p: Prepared, as_of: date, windows: tuple[int, ...], w: 
     """
     # The days every retention cohort reads (the earliest one's start .. as_of), clipped to the stored range.
     lo, hi = _window_bounds(cov, as_of, RETENTION_DAYS + max(windows))
+    wlo, whi = _window_bounds(cov, as_of, max(windows))
     params = {"as_of": as_of, "windows": list(windows), "first": cov.first_day, "lo": lo, "hi": hi}
+    params |= {"wlo": wlo, "whi": whi}
     rows = conn.execute(sql, params).fetchall()
     return [
         SummaryRow(
@@ -381,20 +394,21 @@ def top_senders(
         if as_of is None:
             return []
         with _using_windows(conn, p, as_of, (days,), ww) as w:
-            # The top wallets from the per-wallet sums; only their active days are counted (a few rows).
+            # The top wallets by the per-wallet sums; their other figures from their rows (a few hundred).
             sql = f"""
                 WITH top AS (
-                    SELECT address, t{days} AS n_tx, ok{days} AS n_ok, f{days} AS fee FROM {w.name}
+                    SELECT address, t{days} AS n_tx FROM {w.name}
                     WHERE t{days} IS NOT NULL ORDER BY n_tx DESC, address LIMIT $limit
                 ),
-                active AS (
-                    SELECT address, count(DISTINCT day) AS days FROM {p.wallet_day}
+                per_wallet AS (
+                    SELECT address, sum(n_ok) AS n_ok, sum(fee_ustx) AS fee, count(DISTINCT day) AS days
+                    FROM {p.wallet_day}
                     WHERE day BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE)
                       AND address IN (SELECT address FROM top)
                     GROUP BY address
                 )
-                SELECT t.address, t.n_tx, t.n_ok, t.fee, a.days, f.first_day
-                FROM top t JOIN active a ON a.address = t.address JOIN {p.first_seen} f ON f.address = t.address
+                SELECT t.address, t.n_tx, a.n_ok, a.fee, a.days, f.first_day
+                FROM top t JOIN per_wallet a ON a.address = t.address JOIN {p.first_seen} f ON f.address = t.address
                 ORDER BY t.n_tx DESC, t.address
             """
             lo, hi = _window_bounds(p.coverage, as_of, days)
