@@ -427,27 +427,32 @@ def top_contracts(
         # partition_date (burn-block day) brackets the block-time day within a day or two; filtering
         # on it first lets DuckDB skip row groups outside the window.
         sql = f"""
-            WITH calls AS (
+            WITH calls AS MATERIALIZED (
                 SELECT contract_id, function_name, sender_address, tx_status, fee_ustx
                 FROM {TABLE}
                 WHERE partition_date BETWEEN CAST($as_of AS DATE) - ($days + 1) AND CAST($as_of AS DATE) + 1
                   AND tx_type = 'contract_call' AND contract_id IS NOT NULL AND {MINED_EXPR}
                   AND {DAY_EXPR} BETWEEN CAST($as_of AS DATE) - ($days - 1) AND CAST($as_of AS DATE)
             ),
+            -- the ranking needs no distinct count: callers and the top function only for the top contracts' calls
+            per_c AS (
+                SELECT contract_id, count(*) AS calls, count(*) FILTER (WHERE tx_status = 'success') AS ok,
+                       coalesce(sum(fee_ustx), 0) AS fee
+                FROM calls GROUP BY contract_id ORDER BY calls DESC, contract_id LIMIT $limit
+            ),
+            top_calls AS (SELECT * FROM calls WHERE contract_id IN (SELECT contract_id FROM per_c)),
+            callers AS (
+                SELECT contract_id, count(DISTINCT sender_address) AS callers FROM top_calls GROUP BY contract_id
+            ),
             per_fn AS (
-                SELECT contract_id, function_name, count(*) AS n FROM calls GROUP BY ALL
+                SELECT contract_id, function_name, count(*) AS n FROM top_calls GROUP BY ALL
             ),
             top_fn AS (
                 SELECT contract_id, first(function_name ORDER BY n DESC, function_name NULLS LAST) AS fn
                 FROM per_fn GROUP BY contract_id
-            ),
-            per_c AS (
-                SELECT contract_id, count(*) AS calls, count(*) FILTER (WHERE tx_status = 'success') AS ok,
-                       count(DISTINCT sender_address) AS callers, coalesce(sum(fee_ustx), 0) AS fee
-                FROM calls GROUP BY contract_id ORDER BY calls DESC, contract_id LIMIT $limit
             )
-            SELECT c.contract_id, c.calls, c.ok, c.callers, c.fee, f.fn
-            FROM per_c c JOIN top_fn f ON f.contract_id = c.contract_id
+            SELECT c.contract_id, c.calls, c.ok, k.callers, c.fee, f.fn
+            FROM per_c c JOIN callers k ON k.contract_id = c.contract_id JOIN top_fn f ON f.contract_id = c.contract_id
             ORDER BY c.calls DESC, c.contract_id
         """
         rows = conn.execute(sql, {"as_of": as_of, "days": days, "limit": limit}).fetchall()
