@@ -138,12 +138,17 @@ def monthly_wallets(conn: Conn, ctx: Prepared | None = None) -> list[PeriodWalle
 
 @dataclass(frozen=True, slots=True)
 class WindowWallets:
-    """A TEMP table of the wallets active in trailing windows ending on `as_of`: per wallet (`address`) and window
-    n, its transactions `t{n}` and fees `f{n}` over the window's days, NULL when it was not active in it."""
+    """A TEMP table of the wallets active in trailing windows ending on `as_of`: per wallet (`address`), its fees
+    `f{n}` over the days of each window n of `fees` and its transactions `t{n}` over those of each window n of
+    `ranked`, NULL when it was not active in the window."""
 
     name: str
     as_of: date
-    windows: tuple[int, ...]
+    fees: tuple[int, ...]
+    ranked: tuple[int, ...]
+
+    def covers(self, as_of: date, fees: Iterable[int], ranked: Iterable[int]) -> bool:
+        return self.as_of == as_of and set(fees) <= set(self.fees) and set(ranked) <= set(self.ranked)
 
 
 def _window_bounds(cov: Coverage, as_of: date, days: int) -> tuple[date, date]:
@@ -155,27 +160,33 @@ def _window_bounds(cov: Coverage, as_of: date, days: int) -> tuple[date, date]:
 
 
 @contextmanager
-def window_wallets(conn: Conn, p: Prepared, as_of: date, windows: Iterable[int]) -> Iterator[WindowWallets]:
-    """Group the longest window's wallet-days by wallet once, with a FILTERed sum per window (one hash aggregate
-    over ~1M addresses at 50M rows, shared by the summary and the top senders); dropped afterwards. Only the sums
-    a figure needs per wallet are kept (the fees' median, the top senders' ranking): each one costs, and the
-    windows' totals need no grouping."""
-    wins = tuple(sorted({int(n) for n in windows}))
+def window_wallets(
+    conn: Conn, p: Prepared, as_of: date, fees: Iterable[int] = (), ranked: Iterable[int] = ()
+) -> Iterator[WindowWallets]:
+    """Group the longest window's wallet-days by wallet once, with a sum per window (one hash aggregate over ~1M
+    addresses at 50M rows, shared by the summary and the top senders); dropped afterwards. Only the sums a figure
+    needs per wallet are kept (fees for the summary's medians, transactions for the top senders' ranking): each
+    costs, and the windows' totals need no grouping."""
+    cols = [("fee_ustx", "f", n) for n in sorted({int(n) for n in fees})]
+    cols += [("n_tx", "t", n) for n in sorted({int(n) for n in ranked})]
+    widest = max(n for _, _, n in cols)
     name = f"stx_dash_ww_{uuid.uuid4().hex[:12]}"
-    lo, hi = _window_bounds(p.coverage, as_of, max(wins))
-    # Constant bounds: DuckDB's zone maps on `day` skip the rest of the history.
+    lo, hi = _window_bounds(p.coverage, as_of, widest)
+    # Constant bounds: DuckDB's zone maps on `day` skip the rest of the history. The widest window is every row
+    # read: no filter for it.
     sums = ", ".join(
-        f"sum({col}) FILTER (WHERE day >= CAST($as_of AS DATE) - {n - 1}) AS {short}{n}"
-        for n in wins
-        for col, short in (("n_tx", "t"), ("fee_ustx", "f"))
+        f"sum({col}) AS {short}{n}"
+        if n == widest
+        else f"sum({col}) FILTER (WHERE day >= CAST($as_of AS DATE) - {n - 1}) AS {short}{n}"
+        for col, short, n in cols
     )
     try:
         conn.execute(
             f"""CREATE TEMP TABLE {name} AS SELECT address, {sums} FROM {p.wallet_day}
                 WHERE day BETWEEN CAST($lo AS DATE) AND CAST($hi AS DATE) GROUP BY address""",
-            {"as_of": as_of, "lo": lo, "hi": hi},
+            {"lo": lo, "hi": hi} | ({"as_of": as_of} if "$as_of" in sums else {}),  # DuckDB refuses unused ones
         )
-        yield WindowWallets(name, as_of, wins)
+        yield WindowWallets(name, as_of, tuple(sorted(set(fees))), tuple(sorted(set(ranked))))
     finally:
         with suppress(duckdb.Error):  # never mask the original error; temp tables die with the connection
             conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
@@ -183,13 +194,13 @@ def window_wallets(conn: Conn, p: Prepared, as_of: date, windows: Iterable[int])
 
 @contextmanager
 def _using_windows(
-    conn: Conn, p: Prepared, as_of: date, windows: Iterable[int], ww: WindowWallets | None
+    conn: Conn, p: Prepared, as_of: date, ww: WindowWallets | None, fees: Iterable[int] = (), ranked: Iterable[int] = ()
 ) -> Iterator[WindowWallets]:
-    """The caller's per-wallet window table when it covers `windows` as of `as_of`, else one built for them."""
-    if ww is not None and ww.as_of == as_of and set(windows) <= set(ww.windows):
+    """The caller's per-wallet window table when it covers these windows as of `as_of`, else one built for them."""
+    if ww is not None and ww.covers(as_of, fees, ranked):
         yield ww
         return
-    with window_wallets(conn, p, as_of, windows) as fresh:
+    with window_wallets(conn, p, as_of, fees, ranked) as fresh:
         yield fresh
 
 
@@ -211,7 +222,7 @@ def summary(
         as_of = as_of or cov.last_day
         if as_of is None:
             return []
-        with _using_windows(conn, p, as_of, windows, ww) as w:
+        with _using_windows(conn, p, as_of, ww, fees=windows) as w:
             return _summary(conn, p, as_of, windows, w)
 
 
@@ -393,7 +404,7 @@ def top_senders(
         as_of = as_of or p.coverage.last_day
         if as_of is None:
             return []
-        with _using_windows(conn, p, as_of, (days,), ww) as w:
+        with _using_windows(conn, p, as_of, ww, ranked=(days,)) as w:
             # The top wallets by the per-wallet sums; their other figures from their rows (a few hundred).
             sql = f"""
                 WITH top AS (
@@ -467,8 +478,8 @@ def compute_all(conn: Conn, as_of: date | None = None, fresh: bool | None = None
     with prepared(conn, fresh) as p:
         as_of = as_of or p.coverage.last_day
         # The summary's windows and the top senders' days from one grouping of the wallet-days by wallet.
-        windows = (*SUMMARY_WINDOWS, TOP_DAYS)
-        with window_wallets(conn, p, as_of, windows) if as_of is not None else nullcontext(None) as ww:
+        per_wallet = window_wallets(conn, p, as_of, SUMMARY_WINDOWS, (TOP_DAYS,)) if as_of else nullcontext(None)
+        with per_wallet as ww:
             return DashboardData(
                 coverage=p.coverage,
                 as_of=as_of,
