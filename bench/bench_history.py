@@ -17,6 +17,7 @@ Each step runs in a fresh child process, so its peak RSS is its own:
   4c. refetch an old day re-fetched with changed fees and the same transactions, refreshed, the page
   5. status    `build_report` with no instance, and with a DAGSTER_HOME holding an instance but no webserver
   6. checks    the run's tx_id check (5 days and their reach) vs the whole-table audit
+  (page       `--step page DB OUT` only: the page over fresh aggregates, its metrics and value.html's apart)
 
 and the DuckDB file's bytes per transaction.
 """
@@ -140,6 +141,26 @@ def step(name: str, db: str, out: str) -> dict[str, float]:
             s = time.perf_counter()
             audit(conn)
             result["audit_s"] = time.perf_counter() - s
+    elif name == "page":
+        # The page alone over fresh aggregates (`--step page DB OUT` only): the whole build, then index.html's
+        # metrics and value.html's apart; load1 is the machine's 1-minute load average before and after.
+        import os
+
+        from stx_pipeline.dashboard import build_dashboard_from_path, compute_all
+        from stx_pipeline.dashboard.value import compute_value
+
+        result["load1_before"] = os.getloadavg()[0]
+        s = time.perf_counter()
+        build_dashboard_from_path(db, out)
+        result["page_s"] = time.perf_counter() - s
+        with duckdb.connect(db, read_only=True) as conn:
+            s = time.perf_counter()
+            data = compute_all(conn)
+            result["metrics_s"] = time.perf_counter() - s
+            s = time.perf_counter()
+            compute_value(conn, as_of=data.as_of)
+            result["value_s"] = time.perf_counter() - s
+        result["load1_after"] = os.getloadavg()[0]
     result["seconds"] = time.perf_counter() - t0
     result["peak_rss_mib"] = _peak_mib()
     return result
