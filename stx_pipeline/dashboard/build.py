@@ -45,9 +45,9 @@ def build_dashboard_from_path(
     with storage.read_connection() as conn:
         if not table_exists(conn):
             raise DashboardSourceError(f"{NOT_INGESTED} (table {TABLE} does not exist in {storage.describe()})")
-        fresh = aggregates_fresh(conn)
-    if not fresh:
-        refresh_aggregates(storage)
+        if aggregates_fresh(conn):  # the usual case (the asset refreshed them): the page from this connection
+            return write_dashboard(conn, Path(public_dir), built_at, fresh=True)
+    refresh_aggregates(storage)
     with storage.read_connection() as conn:
         return write_dashboard(conn, Path(public_dir), built_at)
 

@@ -197,11 +197,13 @@ def _headline(data: DashboardData) -> dict[str, float | int | None]:
 
 
 def write_dashboard(
-    conn: duckdb.DuckDBPyConnection, out_dir: Path, built_at: datetime | None = None
+    conn: duckdb.DuckDBPyConnection, out_dir: Path, built_at: datetime | None = None, fresh: bool | None = None
 ) -> DashboardResult:
-    """Compute every metric, render, and publish `out_dir/index.html` and `out_dir/value.html`, each atomically."""
+    """Compute every metric, render, and publish `out_dir/index.html` and `out_dir/value.html`, each atomically.
+    `fresh`: the caller's `aggregates_fresh(conn)` on this connection, when it has it."""
     built_at = built_at or datetime.now(UTC)
-    fresh = aggregates_fresh(conn)  # looked up once for both pages (each look is several catalog queries)
+    if fresh is None:  # looked up once for both pages (each look is several catalog queries)
+        fresh = aggregates_fresh(conn)
     data = metrics.compute_all(conn, fresh=fresh)
     value = compute_value(conn, as_of=data.as_of, fresh=fresh)
     page = render_page(data, built_at).encode("utf-8")
