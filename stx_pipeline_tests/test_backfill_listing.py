@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from stx_pipeline.hiro import HiroClient, QuotaExhaustedError
-from stx_pipeline.hiro.backfill_listing import BackfillListing, active, backfill_listing
+from stx_pipeline.hiro.backfill_listing import LOOKAHEAD_DAYS, BackfillListing, active, backfill_listing
 from stx_pipeline.hiro.strategy import DayFetcher
 from stx_pipeline.ingest import IngestResult, ingest_days
 from stx_pipeline.simulator import ChainConfig, FaultConfig, SimulatorServer, SyntheticChain
@@ -71,9 +71,11 @@ def test_the_next_runs_first_day_is_listed_between_runs_and_every_day_lands_whol
             assert active() is shared
             open_shared(shared, sim.url)
             first = run(shared, db, SIX[:2])
-            # Between the runs (Dagster closing run 1, opening run 2) day 3 goes on being listed.
-            between = wait_for_requests(sim, pages(chain, SIX[:3]))
-            assert between == pages(chain, SIX[:3])
+            # Between the runs (Dagster closing run 1, opening run 2) the next days go on being listed.
+            ahead = SIX[: 2 + LOOKAHEAD_DAYS]
+            between = wait_for_requests(sim, pages(chain, ahead))
+            time.sleep(0.2)
+            assert sim.stats()["requests"] == between == pages(chain, ahead)  # and no further
             second = run(shared, db, SIX[2:4])
             third = run(shared, db, SIX[4:])
         assert active() is None
@@ -126,7 +128,7 @@ def test_a_run_that_stops_gives_up_the_day_listed_ahead(chain, tmp_path):
     # Whichever of run 1's days met the quota (day 2 is listed while day 1 drains), the run stopped there.
     assert len(first.failures) == 1 and isinstance(next(iter(first.failures.values())), QuotaExhaustedError)
     assert first.written_days == [d.isoformat() for d in SIX[: len(first.written_days)]]
-    assert after <= quota + 8
+    assert after <= quota + 4 * (1 + LOOKAHEAD_DAYS)  # what the page threads had in flight
 
 
 def test_a_run_that_is_not_the_next_drops_the_day_listed_ahead(chain, tmp_path):
@@ -141,8 +143,8 @@ def test_a_run_that_is_not_the_next_drops_the_day_listed_ahead(chain, tmp_path):
         sent = sim.stats()["requests"]
     assert not first.failures and not third.failures
     assert third.stored == {d: chain.day_total(d) for d in SIX[4:]}
-    # Day 3 was listed ahead (at most all of it) and given up; day 4 was never asked for.
-    assert pages(chain, SIX[:2] + SIX[4:]) < sent <= pages(chain, SIX[:3] + SIX[4:])
+    # Days 3.. were listed ahead (at most LOOKAHEAD_DAYS of them) and given up.
+    assert pages(chain, SIX[:2] + SIX[4:]) < sent <= pages(chain, SIX[: 2 + LOOKAHEAD_DAYS] + SIX[4:])
     with duckdb.connect(str(db), read_only=True) as conn:
         assert (
             conn.execute("SELECT count(*) FROM stx_transactions WHERE partition_date IN (?, ?)", SIX[2:4]).fetchone()[0]
@@ -158,7 +160,7 @@ def test_closing_the_backfill_gives_up_what_was_listed_ahead(chain, tmp_path):
         closed = sim.stats()["requests"]
         time.sleep(0.5)
         assert sim.stats()["requests"] == closed
-    assert closed <= pages(chain, SIX[:3])
+    assert closed <= pages(chain, SIX[: 2 + LOOKAHEAD_DAYS])
     assert shared.client is not None and active() is None
     with duckdb.connect(str(db), read_only=True) as conn:
         assert conn.execute("SELECT count(DISTINCT partition_date) FROM stx_transactions").fetchone()[0] == 2
