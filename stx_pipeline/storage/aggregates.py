@@ -259,7 +259,12 @@ def _move_first_seen(conn: duckdb.DuckDBPyConnection, in_chunk: str, bounds: dic
                WHERE c.rescan AND c.address = r.address"""
         )
     conn.execute("DELETE FROM agg_first_change WHERE old_first IS NOT DISTINCT FROM new_first")
-    conn.execute(f"DELETE FROM {FIRST_SEEN} WHERE address IN (SELECT address FROM agg_first_change)")
+    # A daily top-up changes only wallets new to the aggregates: nothing stored to delete, no scan.
+    if conn.execute("SELECT count(*) FROM agg_first_change WHERE old_first IS NOT NULL").fetchone()[0]:
+        conn.execute(
+            f"DELETE FROM {FIRST_SEEN} "
+            "WHERE address IN (SELECT address FROM agg_first_change WHERE old_first IS NOT NULL)"
+        )
     conn.execute(
         f"INSERT INTO {FIRST_SEEN} SELECT address, new_first FROM agg_first_change WHERE new_first IS NOT NULL"
     )

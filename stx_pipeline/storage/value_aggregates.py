@@ -304,39 +304,44 @@ def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]
         user_types,
     )
     conn.execute(f"INSERT INTO {VALUE_DAY} {VALUE_DAY_SELECT.format(where='AND ' + in_days)}", user_types)
+    # The partitions' new rows, and the stored rows of every address they had or have, taken out of wallet_value in
+    # one pass (DELETE ... RETURNING: finding them and deleting them were two scans of the table); each is written
+    # back below, recomputed, unless the address has no row left.
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE value_new AS SELECT * FROM {VALUE_WALLET_DAY} WHERE {in_days}", bounds)
+    stored = conn.execute(
+        f"""DELETE FROM {WALLET_VALUE}
+            WHERE address IN (SELECT address FROM value_new UNION SELECT address FROM value_was) RETURNING *"""
+    ).to_arrow_table()
+    conn.register("value_stored_rows", stored)
+    try:
+        conn.execute("CREATE OR REPLACE TEMP TABLE value_stored AS SELECT * FROM value_stored_rows")
+    finally:
+        conn.unregister("value_stored_rows")
     # New rows of addresses with nothing stored in or after the refreshed partitions: added to their stored row.
     # (An address the partitions held before has its last_partition in them: never here.)
     conn.execute(
-        f"""CREATE OR REPLACE TEMP TABLE value_add AS
-            SELECT n.* FROM {VALUE_WALLET_DAY} n
-            WHERE {chunk.where("n.partition_date")}
-              AND n.address NOT IN (SELECT address FROM {WALLET_VALUE} WHERE last_partition >= CAST($lo AS DATE))""",
-        bounds,
+        """CREATE OR REPLACE TEMP TABLE value_add AS SELECT * FROM value_new
+           WHERE address NOT IN (SELECT address FROM value_stored WHERE last_partition >= CAST($lo AS DATE))""",
+        {"lo": bounds["lo"]},
     )
     conn.execute(
-        f"INSERT INTO value_touched SELECT DISTINCT address FROM {VALUE_WALLET_DAY} WHERE {in_days} "
-        "EXCEPT SELECT address FROM value_add EXCEPT SELECT address FROM value_touched",
-        bounds,
+        "INSERT INTO value_touched SELECT DISTINCT address FROM value_new "
+        "EXCEPT SELECT address FROM value_add EXCEPT SELECT address FROM value_touched"
     )
     conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE value_old AS SELECT * FROM {WALLET_VALUE} "
-        "WHERE address IN (SELECT DISTINCT address FROM value_add)"
+        "CREATE OR REPLACE TEMP TABLE value_old AS SELECT * FROM value_stored "
+        "WHERE address IN (SELECT address FROM value_add)"
     )
     conn.execute(f"CREATE OR REPLACE TEMP TABLE value_added AS {WALLET_VALUE_ADD}", {"lo": bounds["lo"]})
     conn.execute(
-        "CREATE OR REPLACE TEMP TABLE value_gone AS "
-        "SELECT address FROM value_touched UNION ALL SELECT address FROM value_old"
-    )
-    conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE value_so AS SELECT * FROM {WALLET_VALUE} "
+        "CREATE OR REPLACE TEMP TABLE value_so AS SELECT * FROM value_stored "
         "WHERE address IN (SELECT address FROM value_touched)"
     )
     # The local path (WALLET_VALUE_LOCAL) first: most recounted addresses (a re-fetch with the same transactions,
     # all of them) need no row outside the partitions; only the others read further.
     conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE value_now AS SELECT * FROM {VALUE_WALLET_DAY} WHERE {in_days} "
-        "AND address IN (SELECT address FROM value_touched)",
-        bounds,
+        "CREATE OR REPLACE TEMP TABLE value_now AS SELECT * FROM value_new "
+        "WHERE address IN (SELECT address FROM value_touched)"
     )
     conn.execute(f"CREATE OR REPLACE TEMP TABLE value_local AS {WALLET_VALUE_LOCAL}")
     conn.execute("DELETE FROM value_touched WHERE address IN (SELECT address FROM value_local WHERE ok)")
@@ -350,7 +355,6 @@ def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]
     )
     conn.execute("INSERT INTO value_was SELECT * FROM value_r WHERE partition_date NOT IN (SELECT day FROM value_days)")
     conn.execute(f"CREATE OR REPLACE TEMP TABLE value_moved AS {WALLET_VALUE_MOVE}", {"lo": bounds["lo"]})
-    conn.execute(f"DELETE FROM {WALLET_VALUE} WHERE address IN (SELECT address FROM value_gone)")
     # Only non-empty inserts: with DuckDB 1.5.5, an INSERT of no rows from a TEMP table here made the rows of the
     # previous INSERT into wallet_value vanish from this connection's view (a 2M-row build from nothing kept a
     # fraction of them; not reproduced at test sizes: bench/bench_value.py checks its build against a from-scratch one).
@@ -376,11 +380,12 @@ def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]
         "value_old",
         "value_added",
         "value_so",
+        "value_new",
+        "value_stored",
         "value_now",
         "value_local",
         "value_r",
         "value_moved",
-        "value_gone",
         "value_rows",
     ):
         conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
