@@ -125,6 +125,10 @@ def refresh_days(
     previous = conn.execute("SELECT current_setting('memory_limit')").fetchone()
     conn.execute(f"SET memory_limit = '{BUILD_MEMORY_LIMIT}'")
     try:
+        if not aggregates_exist(conn) or conn.execute(f"SELECT count(*) FROM {BUILT}").fetchone() == (0,):
+            from stx_pipeline.storage.rebuild import build_all  # imported late: rebuild imports this module
+
+            return build_all(conn)  # nothing built yet: every table in one pass over the raw table, all days
         for i in range(0, len(done), chunk_days):
             _refresh_chunk(conn, done[i : i + chunk_days])
     finally:
