@@ -229,16 +229,34 @@ def test_random_replaces_moving_first_days_across_weeks_equal_scratch(tmp_path: 
     each refresh every table equals its from-scratch form."""
     rng = random.Random(seed)
     conn = duckdb.connect(str(tmp_path / f"r{seed}.duckdb"))
-    moved = 0
+    moved = None  # wallets whose first day moved, once built
     for step in range(30):
         day = D0 + dt.timedelta(days=rng.randint(0, 27))
-        replace_day(conn, day, day_rows(conn, day, rng.randint(0, 12), rng.randint(1, 60), rng.choice([1, 3, 9, 30])))
+        rows = day_rows(conn, day, rng.randint(2, 12), rng.randint(1, 60), rng.choice([1, 3, 9, 30]))
+        if rng.random() < 0.5:  # a wallet's transaction mined after midnight: its block-time day is the next one
+            late = rows.slice(1, 1)  # a contract call (row 0 is a coinbase)
+            late = late.set_column(0, "tx_id", pa.array([late["tx_id"][0].as_py() + "-late"]))
+            at = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0, 2), dt.UTC)
+            late = late.set_column(4, "block_time", pa.array([at], late.schema.field("block_time").type))
+            rows = pa.concat_tables([rows, late])
+        replace_day(conn, day, rows)
         if rng.random() < 0.7:
-            before = dict(kept(conn)["first"]) if step else {}
+            before = dict(kept(conn)["first"]) if moved is not None else {}
             refresh_stale(conn)
             assert kept(conn) == scratch(conn), (seed, step, day)
+            # The daily figures by their definition too (scratch shares derive_daily's shortcut): distinct wallets
+            # on the day, and in the 30 days ending on it.
+            brute = conn.execute(
+                f"""SELECT d.day, count(DISTINCT w.address) FILTER (WHERE w.day = d.day), count(DISTINCT w.address)
+                    FROM (SELECT DISTINCT day FROM {WALLET_DAY}) d
+                    JOIN {WALLET_DAY} w ON w.day BETWEEN d.day - 29 AND d.day GROUP BY d.day ORDER BY d.day"""
+            ).fetchall()
+            daily = conn.execute(
+                f"SELECT * FROM {DAILY} WHERE day IN (SELECT day FROM {WALLET_DAY}) ORDER BY day"
+            ).fetchall()
+            assert daily == brute, (seed, step, day)
             after = dict(kept(conn)["first"])
-            moved += sum(1 for a, d in before.items() if after.get(a) != d)
+            moved = (moved or 0) + sum(1 for a, d in before.items() if after.get(a) != d)
     assert moved  # the sequence did move first days
 
 
