@@ -505,3 +505,24 @@ def stored_days(conn: duckdb.DuckDBPyConnection) -> dict[dt.date, list[dict[str,
     for r in conn.execute(f"SELECT * FROM {TABLE} ORDER BY tx_id").to_arrow_table().to_pylist():
         days.setdefault(r["partition_date"], []).append(r)
     return days
+
+
+@pytest.mark.slow  # a long in-process scenario (several seconds): make test
+@pytest.mark.parametrize("seed", range(3))
+def test_old_days_refetched_in_a_long_sparse_history_equal_a_computation_from_scratch(tmp_path: Path, seed: int):
+    """A year of sparse days, then old days re-fetched: activations move by months, so a re-fetch reads only up to
+    the new activation's windows (WALLET_VALUE_MOVE's bound) while the addresses stay active long after it; and
+    last sending days and partitions lost from a re-fetched day are found again before it."""
+    rng = random.Random(100 + seed)
+    base = D("2025-01-01")
+    conn = duckdb.connect(str(tmp_path / f"s{seed}.duckdb"))
+    days = sorted({base + dt.timedelta(days=rng.randint(0, 365)) for _ in range(40)})
+    for day in days:
+        write(conn, day, random_day(rng, day))
+    refresh_stale(conn)
+    assert kept(conn) == scratch(conn)
+    for step in range(12):
+        day = rng.choice(days[: len(days) // 2])  # an old day, re-fetched with other content (often none)
+        write(conn, day, random_day(rng, day) if rng.random() < 0.5 else [])
+        refresh_stale(conn)
+        assert kept(conn) == scratch(conn), (seed, step, day)

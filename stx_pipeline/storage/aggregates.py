@@ -204,7 +204,7 @@ def _refresh_chunk(conn: duckdb.DuckDBPyConnection, days: list[dt.date]) -> None
         for name in ("agg_days", "agg_old", "agg_changed_days", "agg_first_change", "agg_no_cohorts"):
             conn.execute(f"DROP TABLE temp.{name}")
         conn.execute("DROP TABLE IF EXISTS temp.agg_moved_rows")
-        refresh_value_partitions(conn, days)  # the value page's aggregates, same transaction
+        refresh_value_partitions(conn, days, FIRST_SEEN)  # the value page's aggregates, same transaction
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -44,7 +44,7 @@ import duckdb
 
 from stx_pipeline.schema import DAY_EXPR, MINED_EXPR, TABLE, USER_TX_TYPES
 from stx_pipeline.storage.ingest_record import has_table
-from stx_pipeline.storage.partition_set import partition_set
+from stx_pipeline.storage.partition_set import PartitionSet, partition_set
 
 VALUE_WALLET_DAY = "agg_value_wallet_day"
 VALUE_DAY = "agg_value_day"
@@ -211,7 +211,8 @@ WALLET_VALUE_MOVE = f"""
     now AS (SELECT f.address, {_windows("r", "f.first_day")} FROM f JOIN value_r r USING (address) GROUP BY f.address),
     was AS (SELECT f.address, {_windows("w", "f.o_first")} FROM f JOIN value_was w USING (address) GROUP BY f.address)
     SELECT f.address, f.first_day,
-           CASE WHEN f.r_last IS NOT NULL THEN f.r_last WHEN f.o_first < CAST($lo AS DATE) THEN f.o_last END,
+           CASE WHEN f.o_last > CAST($until AS DATE) THEN f.o_last WHEN f.r_last IS NOT NULL THEN f.r_last
+                WHEN f.o_first < CAST($lo AS DATE) THEN f.o_last END,
            {
     ", ".join(
         f"CASE WHEN f.o_first < CAST($lo AS DATE) THEN o.{c} - coalesce(was.{c}, 0) ELSE 0 END + coalesce(now.{c}, 0)"
@@ -220,7 +221,7 @@ WALLET_VALUE_MOVE = f"""
 },
            o.received_by_activation - coalesce(was.received_by_activation, 0)
                + coalesce(now.received_by_activation, 0),
-           f.r_part
+           CASE WHEN o.last_partition >= CAST($until AS DATE) THEN o.last_partition ELSE f.r_part END
     FROM f JOIN value_so o USING (address) LEFT JOIN now USING (address) LEFT JOIN was USING (address)
     WHERE f.r_last IS NOT NULL OR f.o_first IS NULL OR f.o_first >= CAST($lo AS DATE) OR f.o_last < CAST($lo AS DATE)"""
 
@@ -268,9 +269,12 @@ def value_aggregates_exist(conn: duckdb.DuckDBPyConnection) -> bool:
     return has_table(conn, WALLET_VALUE)
 
 
-def refresh_value_partitions(conn: duckdb.DuckDBPyConnection, days: list[dt.date]) -> None:
+def refresh_value_partitions(
+    conn: duckdb.DuckDBPyConnection, days: list[dt.date], first_seen: str | None = None
+) -> None:
     """Replace the value aggregates of partitions `days` from their raw rows and recompute `wallet_value` for the
-    wallets they had or have. Runs inside the caller's transaction (it neither begins nor commits).
+    wallets they had or have. Runs inside the caller's transaction (it neither begins nor commits). `first_seen`,
+    the first-seen table already refreshed for `days` in that transaction, bounds the days a re-fetch reads.
 
     A database whose other aggregates were built before these tables existed gets them for every built partition
     here, once (the same SELECTs over those partitions)."""
@@ -285,10 +289,34 @@ def refresh_value_partitions(conn: duckdb.DuckDBPyConnection, days: list[dt.date
     # Oldest first, a year at a time: bounds one statement's memory, and each chunk finds the ones before it
     # stored, so a database getting these tables for its whole history takes the added path throughout.
     for i in range(0, len(ordered), UPGRADE_CHUNK_DAYS):
-        _refresh_value_chunk(conn, ordered[i : i + UPGRADE_CHUNK_DAYS])
+        # wallet_first_seen holds every partition's wallets: it bounds a chunk's reads only when it is the last.
+        _refresh_value_chunk(conn, ordered[i : i + UPGRADE_CHUNK_DAYS], first_seen if not fresh else None)
 
 
-def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]) -> None:
+def _move_until(conn: duckdb.DuckDBPyConnection, chunk: PartitionSet, first_seen: str | None) -> dt.date | None:
+    """The last block-time day WALLET_VALUE_MOVE needs for the addresses left in `value_touched`, from their stored
+    row and their activation day now (`first_seen`, the same day as wallet_first_seen's, already refreshed): an
+    activation before $lo keeps its windows before $lo + 89; a new one needs its windows' days and the receipts up
+    to both activation days; an address with none needs every row (up to the day after its last partition). A
+    stored last sending day or last partition beyond it stays as it is. No bound (date.max) without `first_seen`."""
+    if first_seen is None:
+        return dt.date.max
+    reach = max(*FEE_HORIZONS, TX_WINDOW) - 1
+    row = conn.execute(
+        f"""SELECT max(CASE WHEN o.first_day < CAST($lo AS DATE) THEN CAST($lo AS DATE) + {reach}
+                            WHEN o.first_day IS NULL OR f.first_day IS NULL THEN o.last_partition + 1
+                            ELSE greatest(f.first_day + {reach}, o.first_day) END)
+            FROM value_so o
+            LEFT JOIN (SELECT * FROM {first_seen} WHERE address IN (SELECT address FROM value_touched)) f
+                USING (address)
+            WHERE o.address IN (SELECT address FROM value_touched)""",
+        {"lo": chunk.lo},
+    ).fetchone()
+    until = row[0] if row and row[0] is not None else chunk.lo
+    return max(until, chunk.hi + dt.timedelta(days=2))
+
+
+def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date], first_seen: str | None) -> None:
     chunk = partition_set(conn, "value_days", ordered)
     in_days, bounds = chunk.where(), chunk.params
     # The partitions' rows before their replacement (they all lie on block-time days >= $lo).
@@ -347,14 +375,16 @@ def _refresh_value_chunk(conn: duckdb.DuckDBPyConnection, ordered: list[dt.date]
     conn.execute("DELETE FROM value_touched WHERE address IN (SELECT address FROM value_local WHERE ok)")
     # The recounted path (WALLET_VALUE_MOVE): rows of days >= $lo only, found by partition (>= $lo - 1: a block-time
     # day spills at most one day past its partition), so a re-fetch of a recent day reads a few recent partitions.
+    # Up to $until only: the day after which no address's row changes its result (_move_until).
+    moving = {"lo": bounds["lo"], "until": _move_until(conn, chunk, first_seen)}
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE value_r AS SELECT * FROM {VALUE_WALLET_DAY}
-            WHERE partition_date >= CAST($lo AS DATE) - 1 AND day >= CAST($lo AS DATE)
+            WHERE partition_date >= CAST($lo AS DATE) - 1 AND day BETWEEN CAST($lo AS DATE) AND CAST($until AS DATE)
               AND address IN (SELECT address FROM value_touched)""",
-        {"lo": bounds["lo"]},
+        moving,
     )
     conn.execute("INSERT INTO value_was SELECT * FROM value_r WHERE partition_date NOT IN (SELECT day FROM value_days)")
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE value_moved AS {WALLET_VALUE_MOVE}", {"lo": bounds["lo"]})
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE value_moved AS {WALLET_VALUE_MOVE}", moving)
     # Only non-empty inserts: with DuckDB 1.5.5, an INSERT of no rows from a TEMP table here made the rows of the
     # previous INSERT into wallet_value vanish from this connection's view (a 2M-row build from nothing kept a
     # fraction of them; not reproduced at test sizes: bench/bench_value.py checks its build against a from-scratch one).
