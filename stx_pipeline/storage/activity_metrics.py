@@ -14,10 +14,10 @@ its changed inputs reach (aggregates._refresh_chunk calls `maintain` inside its 
 - A period's count depends on the wallet-days inside it and on the stored range (the clip): the periods holding a
   changed day, or a day that entered or left the range, are recounted (`derive_periods`).
 - A cohort cell (c, w) depends on which wallets were active in week w and on each wallet's first week: the weeks
-  holding a changed day are recounted for every cohort, and the cohorts a wallet left or joined (a re-fetched old
-  day moved its first-seen date to another week) are recounted for every week (`derive_cohorts`). A wallet new to
-  the aggregates has all its activity in the changed days, so only the second case reads outside them, and only
-  the rows of the moved cohorts' wallets.
+  holding a changed day are recounted for every cohort, and a wallet whose first-seen date moved to another week
+  (a re-fetched old day) leaves its old cohort's cells and joins its new one's in every other week it is active
+  in, one per cell (`derive_cohorts`). A wallet new to the aggregates has all its activity in the changed days, so
+  only the second case reads outside them, and only the moved wallets' rows.
 
 The same functions over the whole range build the from-scratch tables (the dashboard's fallback over the raw
 table, and the tests' reference). No Dagster here.

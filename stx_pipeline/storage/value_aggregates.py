@@ -26,10 +26,11 @@ had or have, and no other (every column of an address's row is a function of its
 - an address whose rows all lie in partitions before the refreshed ones, and which the refreshed partitions did not
   hold before (a daily top-up, a build from nothing in order), gets its new rows ADDED to its stored row: its
   activation day cannot move earlier, so each window sum grows by the new rows inside it (no rescan);
-- any other (a re-fetched day it was in, an older day written late) is recounted from its stored row and its rows
-  of block-time days from the refreshed partitions on, before and after (`WALLET_VALUE_MOVE`): a re-fetched day
-  can move an activation day later, and with it every window, but rows of earlier days did not change, so a
-  re-fetch of a recent day reads a few recent partitions;
+- any other (a re-fetched day it was in, an older day written late) is recounted from its stored row: when its
+  activation day stays (every address of a re-fetch with the same transactions), from the refreshed partitions'
+  rows alone, before and after (`WALLET_VALUE_LOCAL`); else from its rows of block-time days from the refreshed
+  partitions on, up to the last day its windows need (`WALLET_VALUE_MOVE`): a re-fetched day can move an
+  activation day later, and with it every window, but rows of earlier days did not change;
 - an address with no row left from there on (or whose last sending day before is then unknown) is recomputed
   from all its per-day rows (one scan of agg_value_wallet_day for all such addresses; usually there are none).
 
