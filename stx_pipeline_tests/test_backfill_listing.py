@@ -191,3 +191,36 @@ def test_started_early_the_first_day_is_listed_before_the_first_run_and_counted_
     assert first.stored == {d: chain.day_total(d) for d in SIX[:2]}
     assert second.stored == {d: chain.day_total(d) for d in SIX[2:4]}
     assert sent == pages(chain, SIX[:4]) == first.stats["requests"] + second.stats["requests"]
+
+
+@pytest.mark.slow  # Dagster runs in this process (a few seconds)
+def test_backfill_in_process_runs_share_the_listing_through_dagster(tmp_path, monkeypatch):
+    """`run_in_process` (the CLI's --in-process) with a real instance: between run 1's end and run 2's start the
+    simulator is already answering run 2's first day; every day is materialized whole, nothing fetched twice."""
+    from rich.console import Console
+
+    from stx_pipeline.devtools.dagster_env import pipeline_env
+    from stx_pipeline.operations.backfill import run_in_process
+    from stx_pipeline.settings import Settings
+
+    four = SIX[:4]
+    with SimulatorServer(
+        chain_small := SyntheticChain(ChainConfig(seed=3, txs_per_day=300)), FaultConfig(latency_ms=40)
+    ) as sim:
+        for key, value in pipeline_env(tmp_path, sim.url, STX_DAYS_PER_RUN="2", STX_START_DATE=str(SIX[0])).items():
+            monkeypatch.setenv(key, value)
+        (tmp_path / "data").mkdir(parents=True, exist_ok=True)
+        seen: list[int] = []
+
+        def between_runs(first: dt.date, last: dt.date, success: bool) -> None:
+            if last == four[1]:
+                seen.append(wait_for_requests(sim, pages(chain_small, four[:3])))
+
+        outcome = run_in_process(four, Settings.from_env(), Console(quiet=True), on_batch=between_runs)
+        sent = sim.stats()["requests"]
+    assert outcome.failed == [] and outcome.exit_code == 0
+    assert seen == [pages(chain_small, four[:3])]  # day 3 listed before run 2 began
+    assert sent == pages(chain_small, four)
+    with duckdb.connect(str(tmp_path / "data" / "wallet_metrics.duckdb"), read_only=True) as conn:
+        stored = dict(conn.execute("SELECT partition_date, count(*) FROM stx_transactions GROUP BY 1").fetchall())
+    assert stored == {d: chain_small.day_total(d) for d in four}
