@@ -38,7 +38,11 @@ import pyarrow as pa
 import pytest
 
 from stx_pipeline.dashboard.value import (
+    _BIN,
+    _KEPT,
     DEFINITIONS,
+    FEE_BIN_EDGES,
+    RETENTION_DAYS,
     FeeBin,
     HorizonSummary,
     ValueData,
@@ -442,6 +446,23 @@ def test_cohorts_are_monthly_for_a_long_history(conn):
     # January ends 01-31: 30 days ripe (03-01), 60 (04-01), not 90 (05-01).
     assert [f.mean_ustx is not None for f in months.cohorts[0].fees] == [True, True, False]
     assert compute_value(conn).period == "week"  # 99 days of history: weekly by default
+
+
+def test_fee_bins_and_kept_days_follow_their_definitions_at_every_edge():
+    """The fee_30 histogram's bin (0 for no fee, else 1 + the edges <= fee_30) and a wallet's `kept` (how many
+    RETENTION_DAYS n have last_day >= first_day + n) are CASEs in SQL: checked on each edge and either side of it."""
+    conn = duckdb.connect()
+    fees = sorted({0, 1, *(e + d for e in FEE_BIN_EDGES for d in (-1, 0, 1))})
+    got = dict(conn.execute(f"SELECT fee_30, {_BIN} FROM (SELECT unnest(?) AS fee_30)", [fees]).fetchall())
+    assert got == {f: 0 if f == 0 else 1 + sum(e <= f for e in FEE_BIN_EDGES) for f in fees}
+    gaps = sorted({0, *(n + d for n in RETENTION_DAYS for d in (-1, 0, 1))})
+    rows = conn.execute(
+        f"SELECT last_day - first_day, {_KEPT} FROM "
+        "(SELECT DATE '2025-01-01' AS first_day, DATE '2025-01-01' + unnest(?) AS last_day)",
+        [gaps],
+    ).fetchall()
+    assert dict(rows) == {g: sum(g >= n for n in RETENTION_DAYS) for g in gaps}
+    conn.close()
 
 
 def test_every_definition_is_in_the_docs_word_for_word():
