@@ -19,7 +19,12 @@ Each step runs in a fresh child process, so its peak RSS is its own:
   6. checks    the run's tx_id check (5 days and their reach) vs the whole-table audit
   (page       `--step page DB OUT` only: the page over fresh aggregates, its metrics and value.html's apart)
 
-and the DuckDB file's bytes per transaction.
+and the DuckDB file's bytes per transaction. Steps run alone on a database (`--step NAME DB OUT`) also include:
+
+  rebuild_split      the aggregates from nothing by storage/rebuild.py (what refresh_stale runs when nothing is
+                     built), seconds per step of the build and CPU seconds
+  incremental_split  the same by the incremental path's 365-day chunks (before the rebuild), on another copy
+  compare            `--step compare A B`: rows of each aggregate table in one database and not the other
 """
 
 from __future__ import annotations
@@ -108,6 +113,22 @@ def step(name: str, db: str, out: str) -> dict[str, float]:
             result["refreshed_days"] = len(days)
             result["refresh_s"] = time.perf_counter() - s
             result["refresh_cpu_s"] = time.process_time() - cpu
+    elif name == "compare":
+        # `--step compare A B`: rows of every aggregate table in A and not in B and the reverse (EXCEPT ALL),
+        # e.g. a rebuild_split copy against an incremental_split copy of the same raw file.
+        from stx_pipeline.storage.activity_metrics import DAILY
+        from stx_pipeline.storage.rebuild import TABLES
+
+        with duckdb.connect() as conn:
+            conn.execute(f"ATTACH '{db}' AS a (READ_ONLY)")
+            conn.execute(f"ATTACH '{out}' AS b (READ_ONLY)")
+            for t in TABLES:
+                zero = " WHERE (active, mau) <> (0, 0)" if t == DAILY else ""  # all-zero days: written or not
+                a, b = f"SELECT * FROM a.{t}{zero}", f"SELECT * FROM b.{t}{zero}"
+                result[f"{t}_rows"] = conn.execute(f"SELECT count(*) FROM ({a})").fetchone()[0]
+                result[f"{t}_apart"] = conn.execute(
+                    f"SELECT (SELECT count(*) FROM ({a} EXCEPT ALL {b})) + (SELECT count(*) FROM ({b} EXCEPT ALL {a}))"
+                ).fetchone()[0]
     elif name == "replace":
         with duckdb.connect(db) as conn:
             conn.execute("SET threads = 1")  # as ingest.write_connection
