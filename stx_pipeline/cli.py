@@ -305,7 +305,7 @@ def cancel(backfill_id: str | None, ui_url: str | None) -> None:
 )
 def status(target_days: int | None, as_json: bool, no_instance: bool, direct_instance: bool) -> None:
     """What is stored and what is missing. Exit 0 complete, 2 incomplete or in progress, 1 error."""
-    from stx_pipeline.operations.status import build_report, render_text
+    from stx_pipeline.operations.status import build_report, configuration_warnings, render_text
 
     settings = _settings()  # validates STX_TARGET_DAYS by name (a click envvar error would only name the option)
     # The same window validation as `backfill`.
@@ -317,6 +317,8 @@ def status(target_days: int | None, as_json: bool, no_instance: bool, direct_ins
         direct_instance=direct_instance,
         window=window,
     )
+    if report.instance_source == "webserver":  # the instance part came from a running code location: its config
+        report.warnings = configuration_warnings(settings)
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else render_text(report))
     sys.exit(report.exit_code)
 

@@ -289,3 +289,15 @@ def test_days_in_progress_are_followed_by_wait_and_a_different_api_url_is_warned
             assert drift.returncode == 0, out
             assert f"this shell has STX_API_URL={elsewhere} but the running code location uses {sim.url}" in out
             assert "Nothing to do: every day of the window is stored" in out
+
+            # `status` beside a running code location that writes elsewhere (`make status` while `make demo` runs):
+            # its instance part describes the other database, and it says so.
+            other_db = tmp_path / "other.duckdb"
+            status = cli(["status", "--target-days", "3"], {**env, "STX_DUCKDB_PATH": str(other_db)})
+            out = text(status)
+            assert status.returncode == 2, out  # nothing in the other file
+            assert f"Warning: this shell has STX_DUCKDB_PATH={other_db} but the running code" in out
+            assert f"writes to {env['STX_DUCKDB_PATH']}" in out
+            same = cli(["status", "--target-days", "3"], env)
+            assert same.returncode == 0, text(same)
+            assert "Warning:" not in text(same)

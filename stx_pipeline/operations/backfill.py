@@ -141,7 +141,7 @@ def configuration_drift(web: DagsterWebserver, settings: Settings) -> list[str]:
     if their_db is not None and Path(their_db).resolve() != Path(settings.duckdb_path).resolve():
         warnings.append(
             f"this shell has STX_DUCKDB_PATH={settings.duckdb_path} but the running code location writes to "
-            f"{their_db}: the plan reads the former. Make them the same (the .env file is read by both)."
+            f"{their_db}: this command reads the former. Make them the same (the .env file is read by both)."
         )
     return warnings
 

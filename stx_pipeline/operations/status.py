@@ -21,7 +21,7 @@ from stx_pipeline.days import ASSET_NAME, ASSET_PATH, compact_ranges, days_betwe
 from stx_pipeline.operations.window import expand_status_ranges
 from stx_pipeline.planning import FAILED, IN_PROGRESS, MATERIALIZED, normalise, with_pending
 from stx_pipeline.schema import TABLE, USER_TX_TYPES
-from stx_pipeline.settings import ServiceSettings, dagster_home
+from stx_pipeline.settings import ServiceSettings, Settings, dagster_home
 from stx_pipeline.storage import StorageError, table_exists
 from stx_pipeline.storage.aggregates import first_seen_wallets
 from stx_pipeline.storage.backend import DuckDBFileStorage, Storage, as_storage
@@ -58,6 +58,9 @@ class StatusReport:
     latest_backfill: dict[str, Any] | None = None
     instance_note: str | None = None  # why the instance part is absent (no webserver, not asked to read it)
     error: str | None = None
+    # Where this shell's configuration differs from the running code location's (`configuration_drift`): the
+    # instance part then describes another database than the DuckDB part (e.g. `make status` beside `make demo`).
+    warnings: list[str] = field(default_factory=list)
     # Freshness verdicts and the last alert, as the stx_alerts sensor recorded them (stx_pipeline.alerts).
     alerts: dict[str, Any] | None = None
     last_write: str | None = None  # when the newest day of the window was written (the ingest record's fetched_at)
@@ -188,6 +191,14 @@ def read_instance(
     return InstanceView(statuses, latest, "instance")
 
 
+def configuration_warnings(settings: Settings) -> list[str]:
+    """`configuration_drift` against the webserver at STX_UI_URL (called only once it answered)."""
+    from stx_pipeline.operations.backfill import configuration_drift
+    from stx_pipeline.operations.webserver import DagsterWebserver
+
+    return configuration_drift(DagsterWebserver(ServiceSettings.from_env().ui_url, timeout_s=5.0), settings)
+
+
 def _listening(url: str, timeout_s: float = 0.5) -> bool:
     """Whether anything accepts a TCP connection at the URL's host and port."""
     parts = urlsplit(url)
@@ -299,6 +310,7 @@ def render_text(report: StatusReport) -> str:
             lines.append(f"  latest backfill:   {b.get('id')} ({b.get('status')})")
     if report.instance_note:
         lines.append(f"Instance:            {report.instance_note}")
+    lines += [f"Warning:             {warning}" for warning in report.warnings]
     if report.alerts is not None:
         lines += status_lines(report.alerts, report.last_write)
     if report.error:
