@@ -183,6 +183,8 @@ def backfill(
 
 def _print_plan(console, plan, compact_ranges, settings, wait_: bool) -> None:
     stored = len(plan.stored)
+    for run in plan.dead_runs:
+        console.print(f"[yellow]Marked failed: {run}; its days not in DuckDB are planned again.[/yellow]")
     console.print(
         f"Window {plan.window[0]} .. {plan.window[-1]} ({len(plan.window)} days): {stored} stored, "
         f"{len(plan.requested)} to fetch"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stx_pipeline.storage import NothingStoredError, day_counts
@@ -54,6 +54,7 @@ class DayPlan:
     requested: list[dt.date]
     in_progress: list[dt.date]
     lost: list[dt.date]  # materialized in the instance, no rows in DuckDB: requested again
+    dead_runs: list[str] = field(default_factory=list)  # runs whose process was gone, marked failed before planning
 
     def days_with(self, status: str) -> list[dt.date]:
         return [d for d in self.window if self.statuses[d] == status]

@@ -20,7 +20,7 @@ instance of `make up`; the multi-host deployments (deploy/) keep Dagster's defau
 from __future__ import annotations
 
 import psutil
-from dagster import DefaultRunLauncher
+from dagster import DagsterInstance, DagsterRunStatus, DefaultRunLauncher, RunsFilter
 from dagster._core.events import DagsterEventType
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._core.storage.dagster_run import DagsterRun
@@ -69,3 +69,21 @@ def worker_process_status(pid: int, started_at: float) -> tuple[WorkerStatus, st
     if created > started_at + _CLOCK_SLACK_S:
         return WorkerStatus.FAILED, f"run worker pid {pid} no longer exists (the pid now belongs to a newer process)"
     return WorkerStatus.RUNNING, f"run worker pid {pid} is running"
+
+
+def fail_dead_runs(instance: DagsterInstance) -> list[str]:
+    """What the daemon's run monitoring does (`monitor_started_run`: a worker found dead -> `report_run_failed`),
+    for `stx-pipeline backfill --in-process`, which plans with no daemon running: without it, a STARTED run whose
+    process was killed (kill -9 of an earlier in-process backfill) stays in progress forever, its days are never
+    planned again and `--wait` follows it forever. Only with this launcher (one host: the pid check is valid);
+    returns one line per run failed."""
+    launcher = instance.run_launcher
+    if not isinstance(launcher, LocalRunLauncher):
+        return []
+    failed = []
+    for run in instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED])):
+        result = launcher.check_run_worker_health(run)
+        if result.status == WorkerStatus.FAILED:
+            instance.report_run_failed(run, f"Marked failed by stx-pipeline backfill --in-process: {result.msg}.")
+            failed.append(f"run {run.run_id[:8]} ({result.msg})")
+    return failed

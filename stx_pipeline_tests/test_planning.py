@@ -301,3 +301,48 @@ def test_days_in_progress_are_followed_by_wait_and_a_different_api_url_is_warned
             same = cli(["status", "--target-days", "3"], env)
             assert same.returncode == 0, text(same)
             assert "Warning:" not in text(same)
+
+
+@pytest.mark.slow  # starts the CLI as a process and kills it
+def test_an_in_process_backfill_killed_mid_run_is_planned_again_by_the_next_one(tmp_path, small_chain):
+    """kill -9 of `backfill --in-process` leaves its run STARTED, and no daemon runs there to notice: the next
+    in-process backfill marks it failed (the daemon's run monitoring would have) and fetches its days, where
+    before it counted them as in progress forever (and `--wait` followed a dead run)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from stx_pipeline.devtools.dagster_env import CLI, PROJECT_ROOT
+    from stx_pipeline.simulator import FaultConfig, SimulatorServer
+
+    window = [last_complete_day() - dt.timedelta(days=i) for i in (2, 1, 0)]
+    with SimulatorServer(small_chain, FaultConfig(latency_ms=1000)) as sim:
+        env = env_for(tmp_path, sim.url)
+        first = subprocess.Popen(
+            [*CLI, "backfill", "--days", "3", "--in-process", "--yes"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        started: list[dg.DagsterRun] = []
+        deadline = time.monotonic() + 120
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            while not started and time.monotonic() < deadline and first.poll() is None:
+                started = list(instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])))
+                time.sleep(0.2)
+        assert started, "the first backfill's run never started"
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+
+        again = cli(["backfill", "--days", "3", "--in-process", "--yes"], env)
+        out = text(again)
+        assert again.returncode == 0, out
+        assert f"Marked failed: run {started[0].run_id[:8]} (run worker pid {first.pid} no longer exists)" in out
+        assert "All 3 days succeeded." in out
+        assert stored(env, window) == {d: small_chain.day_total(d) for d in window}
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            assert instance.get_run_by_id(started[0].run_id).status == dg.DagsterRunStatus.FAILURE
+            assert not instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -237,13 +238,15 @@ def plan_via_instance(window: list[dt.date], db_path: Storage | str, force: bool
     import dagster as dg
 
     from stx_pipeline.partitions import day_statuses, pending_backfill_days
+    from stx_pipeline.run_launcher import fail_dead_runs
 
     resolve_dagster_home()
     stored = read_stored_rows(db_path, window)
     with dg.DagsterInstance.get() as instance:
+        dead = fail_dead_runs(instance)  # no daemon here to notice a killed in-process backfill
         pending = pending_backfill_days(instance, dg.AssetKey(ASSET_PATH))
         statuses = with_pending(day_statuses(instance, dg.AssetKey(ASSET_PATH), window), pending)
-    return plan_days(window, statuses, stored, force=force, pending=pending)
+    return dataclasses.replace(plan_days(window, statuses, stored, force=force, pending=pending), dead_runs=dead)
 
 
 @contextmanager
