@@ -52,12 +52,14 @@ CREATE_SQL = (
 
 # One partition's aggregates from its raw rows; `$day` is the partition. The same SELECTs, without the
 # partition filter, are the from-scratch computation the tests compare against.
-WALLET_DAY_SELECT = f"""
-    SELECT partition_date, {DAY_EXPR} AS day, sender_address AS address, count(*) AS n_tx,
+# agg_wallet_day's measures of one sender's user transactions of a day (the rebuild groups with them too).
+WALLET_DAY_MEASURES = """count(*) AS n_tx,
            count(*) FILTER (WHERE tx_status = 'success') AS n_ok,
            CAST(coalesce(sum(fee_ustx), 0) AS BIGINT) AS fee_ustx,
            min(coalesce(block_time, burn_block_time)) AS first_at,
-           max(coalesce(block_time, burn_block_time)) AS last_at,
+           max(coalesce(block_time, burn_block_time)) AS last_at"""
+WALLET_DAY_SELECT = f"""
+    SELECT partition_date, {DAY_EXPR} AS day, sender_address AS address, {WALLET_DAY_MEASURES},
            list_sort(list_distinct(list(tx_type))) AS tx_types
     FROM {TABLE}
     WHERE list_contains($user_types, tx_type) AND {MINED_EXPR} {{where}}

@@ -74,11 +74,7 @@ _TX_TYPES = (
 # The senders' wallet-days of a partition range, with every column both wallet-day tables take from them:
 # WALLET_DAY_SELECT's and VALUE_WALLET_DAY_SELECT's sender part (`s`: n_sent = n_tx, n_paid, fee).
 SENDERS_SELECT = f"""
-    SELECT partition_date, {DAY_EXPR} AS day, sender_address AS address, count(*) AS n_tx,
-           count(*) FILTER (WHERE tx_status = 'success') AS n_ok,
-           CAST(coalesce(sum(fee_ustx), 0) AS BIGINT) AS fee_ustx,
-           min(coalesce(block_time, burn_block_time)) AS first_at,
-           max(coalesce(block_time, burn_block_time)) AS last_at,
+    SELECT partition_date, {DAY_EXPR} AS day, sender_address AS address, {agg.WALLET_DAY_MEASURES},
            {_TX_TYPES} AS tx_types,
            count(*) FILTER (WHERE NOT {val._PAID_BY_SPONSOR}) AS n_paid,
            coalesce(sum(fee_ustx) FILTER (WHERE NOT {val._PAID_BY_SPONSOR}), 0) AS fee
